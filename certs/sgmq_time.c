@@ -1,0 +1,213 @@
+/*  =========================================================================
+    sgmq_time - ISO 8601 UTC times and working days
+
+    Calendar arithmetic uses the civil-from-days algorithm (proleptic
+    Gregorian), so no timezone database or locale is involved: every time
+    is UTC, which is what the wire and the store carry.
+    =========================================================================
+*/
+#include "sgmq_time.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define S_MS_PER_SECOND 1000ULL
+#define S_SECONDS_PER_DAY 86400ULL
+#define S_YEAR_MIN 1970
+#define S_YEAR_MAX 9999
+
+uint64_t
+sgmq_time_now (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * S_MS_PER_SECOND
+         + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+//  Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+static int64_t
+s_days_from_civil (int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned) (y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t) doe - 719468;
+}
+
+static void
+s_civil_from_days (int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned) (z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t) yoe + era * 400 + (*m <= 2);
+}
+
+static bool
+s_leap (int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static unsigned
+s_month_days (int64_t y, unsigned m)
+{
+    static const unsigned days [12] = { 31, 28, 31, 30, 31, 30,
+                                        31, 31, 30, 31, 30, 31 };
+    return m == 2 && s_leap (y) ? 29 : days [m - 1];
+}
+
+//  Read exactly `width` digits at *p; -1 if they are not all digits.
+static int
+s_digits (const char **p, int width)
+{
+    int value = 0;
+    for (int i = 0; i < width; i++) {
+        char c = (*p) [i];
+        if (c < '0' || c > '9')
+            return -1;
+        value = value * 10 + (c - '0');
+    }
+    *p += width;
+    return value;
+}
+
+static int64_t
+s_parse_date (const char **p)
+{
+    const char *s = *p;
+    int y = s_digits (&s, 4);
+    if (y < 0 || *s++ != '-')
+        return -1;
+    int m = s_digits (&s, 2);
+    if (m < 0 || *s++ != '-')
+        return -1;
+    int d = s_digits (&s, 2);
+    if (d < 0 || y < S_YEAR_MIN || y > S_YEAR_MAX || m < 1 || m > 12
+    ||  d < 1 || (unsigned) d > s_month_days (y, (unsigned) m))
+        return -1;
+    *p = s;
+    return s_days_from_civil (y, (unsigned) m, (unsigned) d);
+}
+
+int64_t
+sgmq_time_parse_day (const char *text)
+{
+    const char *p = text;
+    int64_t day = s_parse_date (&p);
+    return day >= 0 && *p == 0 ? day : -1;
+}
+
+int
+sgmq_time_parse (const char *text, bool end_of_day, uint64_t *ms)
+{
+    const char *p = text;
+    int64_t day = s_parse_date (&p);
+    if (day < 0)
+        return -1;
+    if (*p == 0) {
+        *ms = (uint64_t) day * SGMQ_TIME_MS_PER_DAY
+            + (end_of_day ? SGMQ_TIME_MS_PER_DAY - 1 : 0);
+        return 0;
+    }
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return -1;
+    p++;
+    int hour = s_digits (&p, 2);
+    if (hour < 0 || hour > 23 || *p++ != ':')
+        return -1;
+    int minute = s_digits (&p, 2);
+    if (minute < 0 || minute > 59)
+        return -1;
+    int second = 0, milli = 0;
+    if (*p == ':') {
+        p++;
+        second = s_digits (&p, 2);
+        if (second < 0 || second > 59)
+            return -1;
+        if (*p == '.') {
+            p++;
+            milli = s_digits (&p, 3);
+            if (milli < 0)
+                return -1;
+        }
+    }
+    if (strcmp (p, "Z") != 0 && strcmp (p, "z") != 0 && strcmp (p, "+00:00") != 0)
+        return -1;
+    *ms = ((uint64_t) day * S_SECONDS_PER_DAY
+           + (uint64_t) hour * 3600 + (uint64_t) minute * 60 + (uint64_t) second)
+        * S_MS_PER_SECOND + (uint64_t) milli;
+    return 0;
+}
+
+char *
+sgmq_time_format (uint64_t ms, char *buf)
+{
+    int64_t day = (int64_t) (ms / SGMQ_TIME_MS_PER_DAY);
+    uint64_t rest = ms % SGMQ_TIME_MS_PER_DAY;
+    int64_t y;
+    unsigned m, d;
+    s_civil_from_days (day, &y, &m, &d);
+    unsigned seconds = (unsigned) (rest / S_MS_PER_SECOND);
+    unsigned milli = (unsigned) (rest % S_MS_PER_SECOND);
+    int len = snprintf (buf, SGMQ_TIME_TEXT_SIZE, "%04lld-%02u-%02uT%02u:%02u:%02u",
+                        (long long) y, m, d, seconds / 3600,
+                        seconds / 60 % 60, seconds % 60);
+    if (milli && len > 0)
+        snprintf (buf + len, SGMQ_TIME_TEXT_SIZE - (size_t) len, ".%03uZ", milli);
+    else
+    if (len > 0)
+        snprintf (buf + len, SGMQ_TIME_TEXT_SIZE - (size_t) len, "Z");
+    return buf;
+}
+
+int64_t
+sgmq_time_day (uint64_t ms)
+{
+    return (int64_t) (ms / SGMQ_TIME_MS_PER_DAY);
+}
+
+bool
+sgmq_time_weekend (int64_t day)
+{
+    //  1970-01-01 was a Thursday: day % 7 == 2 is Saturday, 3 Sunday.
+    int64_t weekday = ((day % 7) + 7) % 7;
+    return weekday == 2 || weekday == 3;
+}
+
+static bool
+s_holiday (int64_t day, const int64_t *holidays, size_t count)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (holidays [mid] < day)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < count && holidays [lo] == day;
+}
+
+uint64_t
+sgmq_time_add_working_days (uint64_t from, uint32_t count,
+                            const int64_t *holidays, size_t holiday_count)
+{
+    int64_t day = sgmq_time_day (from);
+    uint64_t time_of_day = from % SGMQ_TIME_MS_PER_DAY;
+    while (count) {
+        day++;
+        if (!sgmq_time_weekend (day) && !s_holiday (day, holidays, holiday_count))
+            count--;
+    }
+    return (uint64_t) day * SGMQ_TIME_MS_PER_DAY + time_of_day;
+}

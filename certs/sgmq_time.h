@@ -1,0 +1,63 @@
+/*  =========================================================================
+    sgmq_time - UTC times as the partnership writes them
+
+    sgmq keeps every time as milliseconds since 1970-01-01T00:00:00Z (the
+    wire's encoding). People write ISO 8601 ("2026-12-01T09:00:00Z") or a
+    plain date, and safeguarding timescales are counted in working days
+    (Monday to Friday, less bank holidays), so both conversions live here,
+    shared by the broker and the command line. Leap seconds are ignored,
+    as in POSIX time.
+    =========================================================================
+*/
+#ifndef SGMQ_TIME_H_INCLUDED
+#define SGMQ_TIME_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SGMQ_TIME_MS_PER_DAY  86400000ULL
+//  "2026-12-01T09:00:00.123Z" plus NUL.
+#define SGMQ_TIME_TEXT_SIZE   32
+
+//  Now, in ms since the epoch (UTC, wall clock).
+uint64_t
+    sgmq_time_now (void);
+
+//  Parse "YYYY-MM-DDTHH:MM[:SS[.mmm]]Z" (also "+00:00" for Z, and a space
+//  for T) or a date "YYYY-MM-DD". A plain date means the start of that day,
+//  or its last millisecond when `end_of_day` (so "respond by 2026-12-01"
+//  and "until 2026-12-01" include the whole day). Years 1970..9999.
+//  Returns 0 and sets *ms, or -1 if the text is not such a time.
+int
+    sgmq_time_parse (const char *text, bool end_of_day, uint64_t *ms);
+
+//  Write `ms` as "YYYY-MM-DDTHH:MM:SSZ" (".mmm" added when not zero) into
+//  `buf` (SGMQ_TIME_TEXT_SIZE bytes). Returns buf.
+char *
+    sgmq_time_format (uint64_t ms, char *buf);
+
+//  Days since the epoch of the UTC date of `ms`, and back.
+int64_t  sgmq_time_day (uint64_t ms);
+//  Parse "YYYY-MM-DD" into a day number; -1 if invalid.
+int64_t  sgmq_time_parse_day (const char *text);
+
+//  True if `day` is Saturday or Sunday.
+bool     sgmq_time_weekend (int64_t day);
+
+//  `from` plus `count` working days: the same time of day on the
+//  count-th following day that is neither a weekend day nor one of the
+//  `holidays` (day numbers, sorted ascending). count 0 returns `from`.
+uint64_t
+    sgmq_time_add_working_days (uint64_t from, uint32_t count,
+                                const int64_t *holidays, size_t holiday_count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

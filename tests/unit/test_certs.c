@@ -1,0 +1,605 @@
+/*  Unit tests for certs/: ZPL, UTC times and working days, secret key
+    files, CURVE certificates, the registry of principals and the
+    deployment config, good and bad files. */
+#include "testutil.h"
+#include "sgmq_cert.h"
+#include "sgmq_config.h"
+#include "sgmq_keyfile.h"
+#include "sgmq_registry.h"
+#include "sgmq_time.h"
+#include "sgmq_zpl.h"
+
+#include <czmq.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *s_dir;
+
+static char *
+s_path (const char *name)
+{
+    char *path = malloc (strlen (s_dir) + strlen (name) + 2);
+    sprintf (path, "%s/%s", s_dir, name);
+    return path;
+}
+
+static void
+s_write (const char *name, const char *text)
+{
+    char *path = s_path (name);
+    assert_int_equal (testutil_write_file (path, text, strlen (text)), 0);
+    free (path);
+}
+
+//  --------------------------------------------------------------------------
+//  ZPL
+
+static void
+test_zpl_reads_nested_values (void **state)
+{
+    (void) state;
+    const char *text =
+        "#   a comment\n"
+        "section\n"
+        "    name = \"quoted # not a comment\"   # a comment\n"
+        "    other = bare value  # trailing\n"
+        "    nested\n"
+        "        deep = 'it\"s'\n"
+        "empty\n";
+    char error [SGMQ_ZPL_ERROR_SIZE];
+    sgmq_zpl_t *root = sgmq_zpl_parse (text, strlen (text), "t.cfg", error);
+    assert_non_null (root);
+    assert_string_equal (sgmq_zpl_get (root, "section/name", NULL), "quoted # not a comment");
+    assert_string_equal (sgmq_zpl_get (root, "section/other", NULL), "bare value");
+    assert_string_equal (sgmq_zpl_get (root, "section/nested/deep", NULL), "it\"s");
+    assert_string_equal (sgmq_zpl_get (root, "empty", "x"), "");
+    assert_string_equal (sgmq_zpl_get (root, "missing", "fallback"), "fallback");
+    assert_int_equal (sgmq_zpl_line (sgmq_zpl_locate (root, "section/nested/deep")), 6);
+    sgmq_zpl_destroy (&root);
+    assert_null (root);
+}
+
+static void
+test_zpl_errors_name_file_and_line (void **state)
+{
+    (void) state;
+    struct { const char *text; const char *expect; } cases [] = {
+        { "a\n  b = 1\n", "t.cfg:2: indent by 4 spaces" },
+        { "a\n        b = 1\n", "t.cfg:2: indented deeper" },
+        { "a\n\tb = 1\n", "t.cfg:2: tab" },
+        { "a = \"open\n", "t.cfg:1: missing closing \"" },
+        { "a = \"x\" junk\n", "t.cfg:1: unexpected text" },
+        { "/a = 1\n", "t.cfg:1: '/' not valid" },
+        { "= 1\n", "t.cfg:1: expected a name" },
+        { "a ! 1\n", "t.cfg:1: unexpected '!'" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        char error [SGMQ_ZPL_ERROR_SIZE];
+        sgmq_zpl_t *root = sgmq_zpl_parse (cases [i].text, strlen (cases [i].text),
+                                           "t.cfg", error);
+        assert_null (root);
+        if (strncmp (error, cases [i].expect, strlen (cases [i].expect)))
+            fprintf (stderr, "case %zu: '%s'\n", i, error);
+        assert_memory_equal (error, cases [i].expect, strlen (cases [i].expect));
+    }
+    //  Limits: a long line and deep nesting are refused, not cut.
+    char *long_line = malloc (SGMQ_ZPL_MAX_LINE + 16);
+    memset (long_line, 'a', SGMQ_ZPL_MAX_LINE + 8);
+    long_line [SGMQ_ZPL_MAX_LINE + 8] = 0;
+    char error [SGMQ_ZPL_ERROR_SIZE];
+    assert_null (sgmq_zpl_parse (long_line, strlen (long_line), "t.cfg", error));
+    assert_non_null (strstr (error, "line longer"));
+    free (long_line);
+    char deep [1024] = "";
+    for (int level = 0; level <= SGMQ_ZPL_MAX_DEPTH; level++)
+        sprintf (deep + strlen (deep), "%*sx\n", level * 4, "");
+    assert_null (sgmq_zpl_parse (deep, strlen (deep), "t.cfg", error));
+    assert_non_null (strstr (error, "nested more than"));
+    assert_null (sgmq_zpl_load ("/nonexistent/x.cfg", error));
+    assert_non_null (strstr (error, "/nonexistent/x.cfg: cannot open"));
+}
+
+static void
+test_zpl_writes_what_zconfig_reads (void **state)
+{
+    (void) state;
+    char *path = s_path ("written.zpl");
+    FILE *file = fopen (path, "w");
+    assert_int_equal (sgmq_zpl_write (file, 0, "metadata", NULL), 0);
+    assert_int_equal (sgmq_zpl_write (file, 1, "name", "St Mary's \"school\" # 1"), -1);
+    assert_int_equal (sgmq_zpl_write (file, 1, "name", "St Mary's school # 1"), 0);
+    assert_int_equal (sgmq_zpl_write (file, 1, "quote", "a \"quoted\" word"), 0);
+    assert_int_equal (sgmq_zpl_write (file, 1, "bad name!", "x"), -1);
+    assert_int_equal (sgmq_zpl_write (file, 1, "line", "two\nlines"), -1);
+    fclose (file);
+    zconfig_t *config = zconfig_load (path);
+    assert_non_null (config);
+    assert_string_equal (zconfig_get (config, "metadata/name", ""), "St Mary's school # 1");
+    assert_string_equal (zconfig_get (config, "metadata/quote", ""), "a \"quoted\" word");
+    zconfig_destroy (&config);
+    free (path);
+}
+
+//  --------------------------------------------------------------------------
+//  Time
+
+static void
+test_time_parses_and_formats_utc (void **state)
+{
+    (void) state;
+    uint64_t ms;
+    char text [SGMQ_TIME_TEXT_SIZE];
+    assert_int_equal (sgmq_time_parse ("2026-12-01T09:00:00Z", false, &ms), 0);
+    assert_int_equal (ms, 1796115600000ULL);
+    assert_string_equal (sgmq_time_format (ms, text), "2026-12-01T09:00:00Z");
+    assert_int_equal (sgmq_time_parse ("2026-12-01T09:00Z", false, &ms), 0);
+    assert_int_equal (sgmq_time_parse ("2026-12-01 09:00:00.250+00:00", false, &ms), 0);
+    assert_string_equal (sgmq_time_format (ms, text), "2026-12-01T09:00:00.250Z");
+    assert_int_equal (sgmq_time_parse ("2026-12-01", false, &ms), 0);
+    assert_string_equal (sgmq_time_format (ms, text), "2026-12-01T00:00:00Z");
+    assert_int_equal (sgmq_time_parse ("2026-12-01", true, &ms), 0);
+    assert_string_equal (sgmq_time_format (ms, text), "2026-12-01T23:59:59.999Z");
+    assert_int_equal (sgmq_time_parse ("2024-02-29", false, &ms), 0);
+    const char *bad [] = { "2026-02-29", "2026-13-01", "2026-12-01T24:00Z",
+                           "2026-12-01T09:00:00", "2026-12-01T09:00:00+01:00",
+                           "1969-12-31", "26-12-01", "2026-12-01x", "", "tomorrow" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
+        assert_int_equal (sgmq_time_parse (bad [i], false, &ms), -1);
+}
+
+static void
+test_time_counts_working_days (void **state)
+{
+    (void) state;
+    uint64_t friday;
+    char text [SGMQ_TIME_TEXT_SIZE];
+    assert_int_equal (sgmq_time_parse ("2026-12-18T10:00:00Z", false, &friday), 0);
+    assert_false (sgmq_time_weekend (sgmq_time_day (friday)));
+    //  No holidays: Friday + 1 working day is Monday.
+    uint64_t due = sgmq_time_add_working_days (friday, 1, NULL, 0);
+    assert_string_equal (sgmq_time_format (due, text), "2026-12-21T10:00:00Z");
+    //  Christmas and Boxing Day (substitute, Monday 28th) do not count.
+    int64_t holidays [] = { sgmq_time_parse_day ("2026-12-25"),
+                            sgmq_time_parse_day ("2026-12-28") };
+    due = sgmq_time_add_working_days (friday, 5, holidays, 2);
+    //  Mon 21, Tue 22, Wed 23, Thu 24, (Fri 25 holiday), (28 holiday), Tue 29.
+    assert_string_equal (sgmq_time_format (due, text), "2026-12-29T10:00:00Z");
+    assert_int_equal (sgmq_time_add_working_days (friday, 0, NULL, 0), friday);
+}
+
+//  --------------------------------------------------------------------------
+//  Key files
+
+static void
+test_keyfiles_are_private_and_checked (void **state)
+{
+    (void) state;
+    char error [SGMQ_KEYFILE_ERROR_SIZE];
+    char *storage = s_path ("storage.key");
+    char *signing = s_path ("signing.key");
+    char *signing_pub = s_path ("signing.pub");
+    assert_int_equal (sgmq_keyfile_new_storage (storage, 7, error), 0);
+    assert_int_equal (sgmq_keyfile_new_storage (storage, 7, error), -1);
+    assert_non_null (strstr (error, "already exists"));
+    struct stat st;
+    assert_int_equal (stat (storage, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0600);
+    uint32_t id = 0;
+    uint8_t key [SGMQ_KEYFILE_STORAGE_KEY_SIZE];
+    assert_int_equal (sgmq_keyfile_read_storage (storage, &id, key, error), 0);
+    assert_int_equal (id, 7);
+    assert_int_equal (chmod (storage, 0640), 0);
+    assert_int_equal (sgmq_keyfile_read_storage (storage, &id, key, error), -1);
+    assert_non_null (strstr (error, "storage.key: readable by group or others"));
+
+    assert_int_equal (sgmq_keyfile_new_signing (signing, signing_pub, error), 0);
+    uint8_t sk [SGMQ_KEYFILE_SIGN_SK_SIZE], pk [SGMQ_KEYFILE_SIGN_PK_SIZE];
+    assert_int_equal (sgmq_keyfile_read_signing (signing, sk, error), 0);
+    assert_int_equal (sgmq_keyfile_read_signing_public (signing_pub, pk, error), 0);
+    uint8_t signature [crypto_sign_BYTES];
+    crypto_sign_detached (signature, NULL, (const uint8_t *) "x", 1, sk);
+    assert_int_equal (crypto_sign_verify_detached (signature, (const uint8_t *) "x", 1, pk), 0);
+    assert_int_equal (stat (signing_pub, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0644);
+
+    //  A hand-edited key that is not a key.
+    s_write ("bad.key", "storage-key\n    id = 1\n    key = \"abc\"\n");
+    char *bad = s_path ("bad.key");
+    assert_int_equal (sgmq_keyfile_read_storage (bad, &id, key, error), -1);
+    assert_non_null (strstr (error, "not 64 hex digits"));
+    s_write ("bad.key", "storage-key\n    key = \"0000000000000000000000000000000000000000000000000000000000000000\"\n");
+    assert_int_equal (sgmq_keyfile_read_storage (bad, &id, key, error), -1);
+    assert_non_null (strstr (error, "storage-key/id"));
+    free (bad);
+    free (storage);
+    free (signing);
+    free (signing_pub);
+}
+
+//  --------------------------------------------------------------------------
+//  Certificates
+
+static void
+test_cert_round_trip_in_zcert_format (void **state)
+{
+    (void) state;
+    char error [SGMQ_CERT_ERROR_SIZE];
+    char *path = s_path ("principal.cert");
+    sgmq_cert_t *cert = sgmq_cert_new ();
+    assert_non_null (cert);
+    assert_int_equal (sgmq_cert_set_meta (cert, "name", "Executive member (police)", error), 0);
+    assert_int_equal (sgmq_cert_set_meta (cert, "agency", "Metropolitan Police", error), 0);
+    assert_int_equal (sgmq_cert_set_meta (cert, "roles", "member", error), 0);
+    assert_int_equal (sgmq_cert_save (cert, path, error), 0);
+    assert_int_equal (sgmq_cert_save (cert, path, error), -1);      //  no overwrite
+    char secret [1024];
+    snprintf (secret, sizeof secret, "%s_secret", path);
+    struct stat st;
+    assert_int_equal (stat (secret, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0600);
+
+    //  CZMQ reads both files as its own.
+    zcert_t *zcert = zcert_load (secret);
+    assert_non_null (zcert);
+    assert_string_equal (zcert_public_txt (zcert), sgmq_cert_public_txt (cert));
+    assert_string_equal (zcert_meta (zcert, "agency"), "Metropolitan Police");
+    zcert_destroy (&zcert);
+
+    sgmq_cert_t *loaded = sgmq_cert_load (secret, error);
+    assert_non_null (loaded);
+    assert_memory_equal (sgmq_cert_secret_key (loaded), sgmq_cert_secret_key (cert),
+                         SGMQ_CERT_KEY_SIZE);
+    assert_string_equal (sgmq_cert_meta (loaded, "name"), "Executive member (police)");
+    sgmq_cert_destroy (&loaded);
+    loaded = sgmq_cert_load (path, error);
+    assert_non_null (loaded);
+    assert_null (sgmq_cert_secret_key (loaded));
+    sgmq_cert_destroy (&loaded);
+
+    //  A secret file others can read is refused.
+    assert_int_equal (chmod (secret, 0644), 0);
+    assert_null (sgmq_cert_load (secret, error));
+    assert_non_null (strstr (error, "readable by group or others"));
+    sgmq_cert_destroy (&cert);
+    free (path);
+}
+
+static void
+test_cert_metadata_is_capped (void **state)
+{
+    (void) state;
+    //  zauth's fixed 512-byte metadata buffer: never make a cert that
+    //  could overflow it, and never load one.
+    char error [SGMQ_CERT_ERROR_SIZE];
+    sgmq_cert_t *cert = sgmq_cert_new ();
+    char big [300];
+    memset (big, 'x', sizeof big - 1);
+    big [sizeof big - 1] = 0;
+    assert_int_equal (sgmq_cert_set_meta (cert, "a", big, error), 0);
+    assert_int_equal (sgmq_cert_set_meta (cert, "b", big, error), -1);
+    assert_non_null (strstr (error, "over the limit"));
+    sgmq_cert_destroy (&cert);
+
+    //  A hand-made file with 600 bytes of metadata.
+    char text [2048];
+    snprintf (text, sizeof text, "metadata\n    a = \"%s\"\n    b = \"%s\"\ncurve\n"
+              "    public-key = \"%s\"\n", big, big,
+              "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7");
+    s_write ("fat.cert", text);
+    char *path = s_path ("fat.cert");
+    assert_null (sgmq_cert_load (path, error));
+    assert_non_null (strstr (error, "over the limit"));
+    free (path);
+}
+
+//  --------------------------------------------------------------------------
+//  Registry
+
+static const char *s_groups [] = { "executive", "exploitation", "rapid-review-panel", NULL };
+
+static void
+s_make_cert (const char *dir, const char *file, const char *name, const char *agency,
+             const char *roles, const char *groups)
+{
+    char path [1024], error [SGMQ_CERT_ERROR_SIZE];
+    snprintf (path, sizeof path, "%s/%s", dir, file);
+    sgmq_cert_t *cert = sgmq_cert_new ();
+    if (name)
+        assert_int_equal (sgmq_cert_set_meta (cert, "name", name, error), 0);
+    if (agency)
+        assert_int_equal (sgmq_cert_set_meta (cert, "agency", agency, error), 0);
+    if (roles)
+        assert_int_equal (sgmq_cert_set_meta (cert, "roles", roles, error), 0);
+    if (groups)
+        assert_int_equal (sgmq_cert_set_meta (cert, "groups", groups, error), 0);
+    assert_int_equal (sgmq_cert_save_public (cert, path, true, error), 0);
+    sgmq_cert_destroy (&cert);
+}
+
+static bool
+s_problem_mentions (sgmq_registry_t *registry, const char *file, const char *what)
+{
+    for (size_t i = 0; i < sgmq_registry_problem_count (registry); i++) {
+        const char *problem = sgmq_registry_problem (registry, i);
+        if (strstr (problem, file) && strstr (problem, what))
+            return true;
+    }
+    return false;
+}
+
+static void
+test_registry_loads_good_and_rejects_bad (void **state)
+{
+    (void) state;
+    char *dir = s_path ("certs");
+    assert_int_equal (mkdir (dir, 0700), 0);
+    s_make_cert (dir, "a-chair.cert", "Executive member", "Integrated Care Board",
+                 "member", "executive");
+    s_make_cert (dir, "b-police.cert", "Police case system", "Metropolitan Police",
+                 "publisher,member", "exploitation,executive");
+    s_make_cert (dir, "c-norole.cert", "No role", "X", NULL, NULL);
+    s_make_cert (dir, "d-badrole.cert", "Bad role", "X", "boss", NULL);
+    s_make_cert (dir, "e-badgroup.cert", "Bad group", "X", "member", "nowhere");
+    s_make_cert (dir, "f-noname.cert", NULL, "X", "member", NULL);
+    s_make_cert (dir, "g-clash.cert", "Executive member", "Another agency", "member",
+                 "executive");
+    s_make_cert (dir, "h-rotated.cert", "Executive member", "Integrated Care Board",
+                 "member", "executive");
+    char bad_key [1024];
+    snprintf (bad_key, sizeof bad_key, "%s/i-badkey.cert", dir);
+    const char *text = "metadata\n    name = \"K\"\n    agency = \"X\"\n    roles = \"member\"\n"
+                       "curve\n    public-key = \"too short\"\n";
+    assert_int_equal (testutil_write_file (bad_key, text, strlen (text)), 0);
+    snprintf (bad_key, sizeof bad_key, "%s/j-leaked.cert_secret", dir);
+    assert_int_equal (testutil_write_file (bad_key, "x", 1), 0);
+
+    char error [512];
+    sgmq_registry_t *registry = sgmq_registry_load (dir, s_groups, 3, error);
+    assert_non_null (registry);
+    //  Loaded: the chair, the police system, the chair's second key.
+    assert_int_equal (sgmq_registry_size (registry), 3);
+    assert_true (s_problem_mentions (registry, "c-norole.cert", "missing metadata 'roles'"));
+    assert_true (s_problem_mentions (registry, "d-badrole.cert", "unknown role 'boss'"));
+    assert_true (s_problem_mentions (registry, "e-badgroup.cert", "unknown group 'nowhere'"));
+    assert_true (s_problem_mentions (registry, "f-noname.cert", "missing metadata 'name'"));
+    assert_true (s_problem_mentions (registry, "g-clash.cert", "already belongs"));
+    assert_true (s_problem_mentions (registry, "i-badkey.cert", "Z85"));
+    assert_true (s_problem_mentions (registry, "j-leaked.cert_secret", "secret"));
+    assert_int_equal (sgmq_registry_problem_count (registry), 7);
+
+    const sgmq_principal_t *police = sgmq_registry_find (registry, "Police case system");
+    assert_non_null (police);
+    assert_true (sgmq_principal_has_role (police, SGMQ_ROLE_PUBLISHER));
+    assert_true (sgmq_principal_in_group (police, "exploitation"));
+    assert_ptr_equal (sgmq_registry_lookup (registry, sgmq_principal_key (police)), police);
+    assert_null (sgmq_registry_lookup (registry, "not a key"));
+
+    //  Members of executive: one name per person, whatever its keys.
+    size_t count = 0;
+    const char *const *members = sgmq_registry_members (registry, "executive", &count);
+    assert_int_equal (count, 2);
+    assert_string_equal (members [0], "Executive member");
+    assert_string_equal (members [1], "Police case system");
+    sgmq_registry_members (registry, "rapid-review-panel", &count);
+    assert_int_equal (count, 0);
+    sgmq_registry_destroy (&registry);
+    assert_null (sgmq_registry_load ("/nonexistent", s_groups, 3, error));
+    assert_non_null (strstr (error, "/nonexistent"));
+    free (dir);
+}
+
+static void
+test_registry_signature_sees_same_size_rewrites (void **state)
+{
+    (void) state;
+    char *dir = s_path ("sig");
+    assert_int_equal (mkdir (dir, 0700), 0);
+    s_make_cert (dir, "one.cert", "Someone", "X", "member", NULL);
+    uint8_t before [SGMQ_REGISTRY_SIG_SIZE], after [SGMQ_REGISTRY_SIG_SIZE];
+    assert_int_equal (sgmq_registry_signature (dir, before), 0);
+    assert_int_equal (sgmq_registry_signature (dir, after), 0);
+    assert_memory_equal (before, after, sizeof before);
+    //  Rewrite in place, same length, same second: one byte differs.
+    char path [1024];
+    snprintf (path, sizeof path, "%s/one.cert", dir);
+    size_t size;
+    char *text = testutil_read_file (path, &size);
+    char *key = strstr (text, "public-key = \"") + 14;
+    key [0] = key [0] == 'a' ? 'b' : 'a';
+    FILE *file = fopen (path, "r+");
+    assert_int_equal (fwrite (text, 1, size, file), size);
+    fclose (file);
+    assert_int_equal (sgmq_registry_signature (dir, after), 0);
+    assert_memory_not_equal (before, after, sizeof before);
+    free (text);
+    free (dir);
+}
+
+//  --------------------------------------------------------------------------
+//  Config
+
+static sgmq_config_t *
+s_config (const char *text, char *error)
+{
+    return sgmq_config_parse (text, strlen (text), "sgmq.cfg", "/deploy", error);
+}
+
+static void
+test_config_default_is_the_partnership (void **state)
+{
+    (void) state;
+    char error [SGMQ_CONFIG_ERROR_SIZE];
+    char *text = sgmq_config_default_text ("tcp://127.0.0.1:9999");
+    assert_non_null (strstr (text, "\"tcp://127.0.0.1:9999\""));
+    sgmq_config_t *config = s_config (text, error);
+    if (!config)
+        fprintf (stderr, "%s\n", error);
+    assert_non_null (config);
+    assert_string_equal (sgmq_config_str (config, SGMQ_OPT_ENDPOINT), "tcp://127.0.0.1:9999");
+    assert_string_equal (sgmq_config_str (config, SGMQ_OPT_CERTS), "/deploy/certs");
+    assert_string_equal (sgmq_config_str (config, SGMQ_OPT_DATA), "/deploy/data");
+    const char *groups [] = { "executive", "qa-performance", "exploitation",
+                              "domestic-abuse", "online-safety", "rapid-review-panel",
+                              "rapid-review-working-group", "education-forum" };
+    assert_int_equal (sgmq_config_group_count (config), 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_string_equal (sgmq_config_group_id (config, i), groups [i]);
+    assert_string_equal (sgmq_config_group_display (config, "rapid-review-panel"),
+                         "Rapid Review Panel");
+    assert_true (sgmq_config_learning_group (config, "rapid-review-working-group"));
+    assert_false (sgmq_config_learning_group (config, "executive"));
+    assert_int_equal (sgmq_config_int (config, SGMQ_OPT_WINDOW), 100);
+    assert_int_equal (sgmq_config_duration (config, SGMQ_OPT_HEARTBEAT).amount, 5000);
+    sgmq_duration_t ack = sgmq_config_duration (config, SGMQ_OPT_ESCALATION_ACK_BY);
+    assert_true (ack.working_days);
+    assert_int_equal (ack.amount, 1);
+    //  Thursday 24 December 2026 + 1 working day: Christmas and the
+    //  weekend and the Boxing Day substitute pass; Tuesday 29th.
+    uint64_t from, due;
+    char when [SGMQ_TIME_TEXT_SIZE];
+    assert_int_equal (sgmq_time_parse ("2026-12-24T15:00:00Z", false, &from), 0);
+    due = sgmq_config_deadline (config, SGMQ_OPT_ESCALATION_ACK_BY, from);
+    assert_string_equal (sgmq_time_format (due, when), "2026-12-29T15:00:00Z");
+    due = sgmq_config_deadline (config, SGMQ_OPT_LEARNING_SESSION, from);
+    assert_string_equal (sgmq_time_format (due, when), "2027-01-07T15:00:00Z");
+    sgmq_config_destroy (&config);
+    free (text);
+}
+
+static void
+test_config_rejects_bad_files_with_their_line (void **state)
+{
+    (void) state;
+    const char *groups = "groups\n    executive\n        name = \"Exec\"\n";
+    //  line: where the error must point (0: the file as a whole).
+    struct { const char *text; const char *expect; int line; } cases [] = {
+        { "sgmq\n    endpoint = \"tcp://x:1\"\n", "no groups section", 0 },
+        { "groups\n    exploitation\n", "must include 'executive'", 0 },
+        { "groups\n    Executive\n", "group id 'Executive'", 2 },
+        { "groups\n    executive\n        colour = \"red\"\n", "group executive: unknown option 'colour'", 3 },
+        { "bogus\n", "unknown section 'bogus'", 1 },
+        { "limits\n    window = 0\n", "limits/window must be from 1", 2 },
+        { "limits\n    window = ten\n", "limits/window must be a whole number", 2 },
+        { "limits\n    heartbeat = \"2wd\"\n", "limits/heartbeat cannot be in working days", 2 },
+        { "deadlines\n    ack-by = \"soon\"\n", "deadlines/ack-by must be a duration", 2 },
+        { "deadlines\n    ack-by = \"1d\"\n    ack-by = \"2d\"\n", "deadlines/ack-by given twice", 3 },
+        { "sgmq\n    log-level = loud\n", "sgmq/log-level must be one of", 2 },
+        { "rules\n    learning-groups = \"nobody\"\n", "learning-groups: unknown group 'nobody'", 2 },
+        { "rules\n    escalate-for\n        x\n            agency = \"A\"\n", "escalate-for/x needs both", 3 },
+        { "holidays\n    2026-02-30 = \"no such day\"\n", "holiday '2026-02-30'", 2 },
+        { "limits\n    heartbeat = 10s\n    session-timeout = 5s\n", "session-timeout must be longer", 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        char text [1024], error [SGMQ_CONFIG_ERROR_SIZE];
+        //  The first four define groups themselves; the rest get good ones.
+        snprintf (text, sizeof text, "%s%s", i < 4 ? "" : groups, cases [i].text);
+        sgmq_config_t *config = s_config (text, error);
+        if (config || !strstr (error, cases [i].expect))
+            fprintf (stderr, "case %zu: got '%s'\n", i, config ? "(loaded)" : error);
+        assert_null (config);
+        assert_non_null (strstr (error, cases [i].expect));
+        char where [32];
+        snprintf (where, sizeof where, "sgmq.cfg:%d: ", cases [i].line + (i < 4 ? 0 : 3));
+        if (cases [i].line)
+            assert_memory_equal (error, where, strlen (where));
+    }
+    char error [SGMQ_CONFIG_ERROR_SIZE];
+    assert_null (sgmq_config_load ("/nonexistent/sgmq.cfg", error));
+    assert_non_null (strstr (error, "/nonexistent/sgmq.cfg: cannot open"));
+}
+
+static void
+test_config_rules_and_durations (void **state)
+{
+    (void) state;
+    const char *text =
+        "groups\n    executive\n    online-safety\n        name = \"Online\"\n"
+        "rules\n    learning-groups = \"online-safety\"\n    escalate-for\n"
+        "        police\n            agency = \"Metropolitan Police\"\n"
+        "            groups = \"online-safety\"\n"
+        "deadlines\n    escalation-ack-by = 90s\n";
+    char error [SGMQ_CONFIG_ERROR_SIZE];
+    sgmq_config_t *config = s_config (text, error);
+    if (!config)
+        fprintf (stderr, "%s\n", error);
+    assert_non_null (config);
+    assert_true (sgmq_config_may_escalate_for (config, "Metropolitan Police", "online-safety"));
+    assert_false (sgmq_config_may_escalate_for (config, "Metropolitan Police", "executive"));
+    assert_false (sgmq_config_may_escalate_for (config, "Other", "online-safety"));
+    assert_true (sgmq_config_learning_group (config, "online-safety"));
+    assert_string_equal (sgmq_config_group_display (config, "executive"), "executive");
+    assert_int_equal (sgmq_config_deadline (config, SGMQ_OPT_ESCALATION_ACK_BY, 1000), 91000);
+    sgmq_config_destroy (&config);
+    sgmq_duration_t d;
+    assert_int_equal (sgmq_config_parse_duration ("250ms", &d), 0);
+    assert_int_equal (d.amount, 250);
+    assert_int_equal (sgmq_config_parse_duration ("3wd", &d), 0);
+    assert_true (d.working_days);
+    assert_int_equal (sgmq_config_parse_duration ("0s", &d), -1);
+    assert_int_equal (sgmq_config_parse_duration ("-1s", &d), -1);
+    assert_int_equal (sgmq_config_parse_duration ("1y", &d), -1);
+    assert_int_equal (sgmq_config_parse_duration ("99999999999999999999d", &d), -1);
+}
+
+//  --------------------------------------------------------------------------
+//  The libzmq behaviour the broker's admission rests on: a CURVE server
+//  with ZAP_ENFORCE_DOMAIN (option 93) and no ZAP handler refuses.
+
+static void
+test_zmq_curve_without_zap_handler_refuses (void **state)
+{
+    (void) state;
+    zcert_t *server = zcert_new (), *client = zcert_new ();
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    zcert_apply (server, router);
+    zsock_set_curve_server (router, 1);
+    zsock_set_zap_domain (router, "sgmq");
+    int one = 1;
+    assert_int_equal (zmq_setsockopt (zsock_resolve (router), 93, &one, sizeof one), 0);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    assert_true (port > 0);
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    zcert_apply (client, dealer);
+    zsock_set_curve_serverkey (dealer, zcert_public_txt (server));
+    assert_int_equal (zsock_connect (dealer, "tcp://127.0.0.1:%d", port), 0);
+    zstr_send (dealer, "hello");
+    zpoller_t *poller = zpoller_new (router, NULL);
+    //  Nothing arrives: without a handler, enforcement refuses the key.
+    assert_null (zpoller_wait (poller, (int) testutil_ms (1000)));
+    zpoller_destroy (&poller);
+    zsock_destroy (&dealer);
+    zsock_destroy (&router);
+    zcert_destroy (&server);
+    zcert_destroy (&client);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_zpl_reads_nested_values),
+        cmocka_unit_test (test_zpl_errors_name_file_and_line),
+        cmocka_unit_test (test_zpl_writes_what_zconfig_reads),
+        cmocka_unit_test (test_time_parses_and_formats_utc),
+        cmocka_unit_test (test_time_counts_working_days),
+        cmocka_unit_test (test_keyfiles_are_private_and_checked),
+        cmocka_unit_test (test_cert_round_trip_in_zcert_format),
+        cmocka_unit_test (test_cert_metadata_is_capped),
+        cmocka_unit_test (test_registry_loads_good_and_rejects_bad),
+        cmocka_unit_test (test_registry_signature_sees_same_size_rewrites),
+        cmocka_unit_test (test_config_default_is_the_partnership),
+        cmocka_unit_test (test_config_rejects_bad_files_with_their_line),
+        cmocka_unit_test (test_config_rules_and_durations),
+        cmocka_unit_test (test_zmq_curve_without_zap_handler_refuses),
+    };
+    if (sodium_init () < 0)
+        return 1;
+    zsys_handler_set (NULL);
+    s_dir = testutil_tmpdir ("certs");
+    int failed = cmocka_run_group_tests (tests, NULL, NULL);
+    testutil_rmtree (s_dir);
+    free (s_dir);
+    zsys_shutdown ();
+    return failed;
+}
