@@ -1,0 +1,2670 @@
+/*  =========================================================================
+    sgmq_broker - the sgmq daemon
+
+    The turn (see s_turn): wait for input or the next timer; answer ZAP
+    requests; run the housekeeping timers (registry rescan, session expiry,
+    checkpoints); drain up to a bounded number of frames from the ROUTER,
+    decoding each and answering what needs no store write at once (HELLO,
+    PING, BYE and every error); collect the rest as work. If there is
+    write work (publishes, acks, subscribes, due redeliveries or due
+    reminders), run it all in ONE store transaction (s_batch) and commit
+    once; then answer the reads (PENDING, REPLAY) so they see the commit,
+    apply the transaction's effects (confirms, deliveries, window state)
+    and flush one frame per session.
+
+    s_batch may run more than once (the store retries it after growing
+    its map), so it never changes session state directly: it works on a
+    per-turn scratch copy of each session (validated by a generation
+    counter) and records effects that are applied only after the commit.
+
+    Identity: the broker answers ZAP itself (inproc://zeromq.zap.01, bound
+    before the ROUTER binds, with ZMQ_ZAP_ENFORCE_DOMAIN so no handler
+    means no entry), admitting exactly the keys of the current registry.
+    Every frame's sender is its ZeroMQ "User-Id" (the authenticated key),
+    looked up again in the current registry, so a revoked key is refused
+    at its next request even on a connection opened before the revocation
+    (libzmq cannot drop one ROUTER peer).
+    =========================================================================
+*/
+#include "sgmq_broker.h"
+#include "sgmq_cert.h"
+#include "sgmq_config.h"
+#include "sgmq_keyfile.h"
+#include "sgmq_proto.h"
+#include "sgmq_registry.h"
+#include "sgmq_store.h"
+#include "sgmq_time.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+//  --------------------------------------------------------------------------
+//  Tuning. Each limit bounds what one turn or one peer can cost.
+
+//  Frames, bytes and commands drained per turn: enough to fill one large
+//  group commit, small enough that timers and other peers wait at most
+//  one such batch.
+#define S_DRAIN_FRAMES      1024
+#define S_DRAIN_BYTES       (16 * 1024 * 1024)
+#define S_DRAIN_COMMANDS    16384
+//  Reminders generated per turn (the rest wait for the next turn).
+#define S_TIMERS_PER_TURN   256
+//  Replay items sent per stream per turn, and the frame size a replay
+//  fills before sending (small frames keep a slow auditor's queue small).
+#define S_REPLAY_PER_TURN   2048
+#define S_REPLAY_FRAME      (256 * 1024)
+//  Queued frames per peer in libzmq (receive and send): with frames of at
+//  most max-frame bytes this bounds what one connection can pin.
+#define S_RCVHWM            128
+#define S_SNDHWM            256
+//  Half-finished CURVE handshakes are dropped after this long.
+#define S_HANDSHAKE_MS      5000
+//  Registry rescans: revocation takes effect within this plus one turn.
+#define S_REGISTRY_SCAN_MS  500
+//  How often in-flight deliveries are checked for redelivery.
+#define S_REDELIVER_SCAN_MS 100
+//  While a replay waits for a slow auditor, poll this often.
+#define S_BLOCKED_POLL_MS   5
+//  Longest sleep when nothing is due (housekeeping still runs).
+#define S_IDLE_POLL_MS      1000
+//  Pending answers are computed up to this many items.
+#define S_PENDING_MAX       SGMQ_PROTO_MAX_ITEMS
+//  The name and key stamped on messages the broker itself publishes.
+#define S_BROKER_NAME       "sgmq-broker"
+#define S_BROKER_AGENCY     "sgmq"
+//  ZAP (RFC 27): the inproc endpoint libzmq calls, and our domain.
+#define S_ZAP_ENDPOINT      "inproc://zeromq.zap.01"
+#define S_ZAP_DOMAIN        "sgmq"
+//  libzmq's ZMQ_ZAP_ENFORCE_DOMAIN (a draft option in 4.3's headers):
+//  without it a CURVE server with no ZAP handler admits any key.
+#define S_ZMQ_ZAP_ENFORCE_DOMAIN 93
+//  Routing ids are at most 255 bytes; as hex plus NUL.
+#define S_ID_HEX            (255 * 2 + 1)
+//  Shutdown: how long queued replies may take to leave.
+#define S_LINGER_MS         1000
+//  Timer codes stored with each reminder timer (the store's `what`).
+#define S_TIMER_ACK         1u
+#define S_TIMER_RESPONSE    2u
+#define S_TIMER_SESSION     3u
+#define S_TIMER_REFLECTION  4u
+//  In the data directory: held (flock) while a broker runs.
+#define S_LOCK_FILE         "broker.lock"
+
+//  --------------------------------------------------------------------------
+//  Logging: one line per event, level-filtered, to stderr (journald adds
+//  its own timestamps; we add ours for plain terminals). Never bodies,
+//  never secrets: names, public keys, sizes and codes only.
+
+typedef enum { S_LOG_ERROR, S_LOG_WARNING, S_LOG_INFO, S_LOG_DEBUG } s_level_t;
+static s_level_t s_log_level = S_LOG_INFO;
+static const char *s_level_names [] = { "error", "warning", "info", "debug" };
+
+static void
+s_log (s_level_t level, const char *format, ...)
+{
+    if (level > s_log_level)
+        return;
+    char when [SGMQ_TIME_TEXT_SIZE];
+    sgmq_time_format (sgmq_time_now () / 1000 * 1000, when);
+    char line [1024];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    fprintf (stderr, "%s sgmq-broker %s: %s\n", when, s_level_names [level], line);
+}
+
+//  --------------------------------------------------------------------------
+//  Types
+
+typedef struct {
+    uint64_t seq;
+    uint32_t attempts;
+    int64_t due;                //  monotonic ms of the next redelivery
+} s_inflight_t;
+
+typedef struct {
+    sgmq_store_query_t query;
+    char group [SGMQ_PROTO_MAX_NAME + 1];
+    char kind [SGMQ_STORE_MAX_KIND + 1];
+    uint64_t request;           //  id of the REPLAY request
+    uint64_t next;              //  next seq to look at
+    uint64_t count;             //  items sent
+    bool blocked;               //  the auditor is not reading
+    bool ended;                 //  REPLAY-END written
+    sgmq_proto_writer_t *out;   //  frame being filled or waiting to go
+} s_replay_t;
+
+typedef struct _s_session_t s_session_t;
+struct _s_session_t {
+    char id [S_ID_HEX];
+    uint8_t routing [256];
+    size_t routing_size;
+    char key [SGMQ_CERT_KEY_TEXT + 1];
+    char name [SGMQ_REGISTRY_MAX_NAME + 1];
+    int64_t last_seen;
+    bool closing;               //  BYE or revoked: destroyed at end of turn
+    //  Delivery state (applied after each commit)
+    bool subscribed;
+    uint32_t window;
+    uint64_t cursor;            //  highest seq considered for this session
+    bool behind;                //  unacked messages past cursor wait in store
+    s_inflight_t *inflight;     //  sorted by seq
+    size_t inflight_count, inflight_capacity;
+    int64_t next_due;           //  earliest inflight due; INT64_MAX: none
+    s_replay_t *replay;
+    //  Output: commands queued this turn, sent as one frame per flush
+    sgmq_proto_writer_t *out;
+    bool dirty;
+    uint64_t dropped;           //  frames the peer did not take
+    //  Scratch copy for s_batch, valid when scratch_gen == broker gen
+    uint64_t scratch_gen;
+    size_t s_inflight;
+    uint64_t s_cursor;
+    bool s_behind, s_subscribed;
+    bool s_reset;               //  subscribed afresh in this batch
+    uint32_t s_window;
+};
+
+//  A command (or broker-made message) that needs the store.
+typedef struct {
+    s_session_t *session;       //  NULL for the broker's own messages
+    const sgmq_cmd_t *cmd;
+    //  What the principal was when the command arrived
+    const sgmq_principal_t *principal;
+    //  Outcome, set by s_batch
+    int status;                 //  0 or an sgmq_status_t error
+    char reason [SGMQ_PROTO_MAX_REASON];
+    const char *field;
+    uint64_t seq, time;
+    bool duplicate;
+    uint64_t backlog;
+    //  Message content kept for live deliveries
+    sgmq_kind_t kind;
+    uint8_t *body;
+    size_t body_size;
+    const char *groups [SGMQ_PROTO_MAX_GROUPS + 2];
+    uint32_t group_count;
+    char group_copy [SGMQ_PROTO_MAX_GROUPS + 2][SGMQ_PROTO_MAX_NAME + 1];
+    //  A broker-made reminder
+    bool internal;
+    sgmq_body_t reminder;
+    char reminder_title [SGMQ_PROTO_MAX_TITLE + 1];
+    char reminder_group [SGMQ_PROTO_MAX_NAME + 1];
+} s_work_t;
+
+typedef enum {
+    S_FX_DELIVER,               //  send seq to session (work: content at hand)
+    S_FX_FLAG                   //  stop redelivering seq to session
+} s_fx_type_t;
+
+typedef struct {
+    s_fx_type_t type;
+    s_session_t *session;
+    s_work_t *work;             //  NULL: read the message from the store
+    uint64_t seq;
+    uint32_t attempt;
+} s_effect_t;
+
+struct _sgmq_broker_t {
+    char *config_path;
+    sgmq_config_t *config;
+    sgmq_cert_t *cert;
+    sgmq_registry_t *registry;
+    uint8_t registry_sig [SGMQ_REGISTRY_SIG_SIZE];
+    sgmq_store_t *store;
+    int lock;                   //  flock on the data directory
+    zsock_t *router;
+    zsock_t *zap;
+    char endpoint [256];
+    int signal_pipe [2];
+    zhashx_t *sessions;         //  id -> s_session_t (owned)
+    zhashx_t *by_name;          //  name -> zlistx of s_session_t (borrowed)
+    //  Per-turn state
+    sgmq_proto_frame_t **frames;    //  pool, one per frame drained
+    size_t frame_count, frame_capacity;
+    s_work_t *work;
+    size_t work_count, work_capacity;
+    s_work_t *reads;            //  PENDING and REPLAY, after the commit
+    size_t read_count, read_capacity;
+    zlistx_t *closing;          //  sessions to destroy at the end of the turn
+    s_work_t *internal;         //  broker-made messages of this turn
+    size_t internal_count, internal_capacity;
+    s_effect_t *effects;
+    size_t effect_count, effect_capacity;
+    s_session_t **touched;      //  sessions with scratch this turn
+    size_t touched_count, touched_capacity;
+    s_session_t **due;          //  sessions with redeliveries due
+    size_t due_count, due_capacity;
+    zlistx_t *dirty;            //  sessions with output queued
+    uint64_t gen;
+    sgmq_proto_frame_t *body_frame; //  for decoding stored bodies
+    sgmq_proto_writer_t *scratch_writer;
+    //  Timers
+    int64_t next_registry_scan;
+    int64_t next_redeliver_scan;
+    int64_t next_checkpoint;
+    uint64_t next_store_timer;  //  wall ms; 0: none
+    uint64_t s_next_store_timer;
+    bool any_blocked;           //  a replay waits for a slow auditor
+    bool replay_more;           //  a replay has more to send right away
+    size_t replays;             //  sessions with a replay running
+    volatile sig_atomic_t stop;
+    bool broken;
+    //  Counters (logged at shutdown)
+    uint64_t frames_in, commands_in, bad_frames, commits, refused;
+};
+
+//  The broker whose signal handler is installed (one per process).
+static sgmq_broker_t *s_signalled;
+
+//  --------------------------------------------------------------------------
+//  Small helpers
+
+//  Grow a vector to hold `need` items; 0 or -1.
+static int
+s_reserve (void **items, size_t *capacity, size_t need, size_t item_size)
+{
+    if (need <= *capacity)
+        return 0;
+    size_t bigger = *capacity ? *capacity * 2 : 16;
+    while (bigger < need)
+        bigger *= 2;
+    void *grown = realloc (*items, bigger * item_size);
+    if (!grown)
+        return -1;
+    *items = grown;
+    *capacity = bigger;
+    return 0;
+}
+#define S_RESERVE(vec, cap, need) \
+    s_reserve ((void **) &(vec), &(cap), (need), sizeof *(vec))
+
+static int64_t
+s_mono (void)
+{
+    return zclock_mono ();
+}
+
+static void
+s_hex (const uint8_t *data, size_t size, char *out)
+{
+    static const char digits [] = "0123456789abcdef";
+    for (size_t i = 0; i < size; i++) {
+        out [2 * i] = digits [data [i] >> 4];
+        out [2 * i + 1] = digits [data [i] & 15];
+    }
+    out [2 * size] = 0;
+}
+
+//  Copy at most size-1 bytes of UTF-8 text, cut at a character boundary
+//  (names and titles are copied into fixed fields).
+static void
+s_copy (char *dest, size_t size, const char *src)
+{
+    size_t len = src ? strlen (src) : 0;
+    if (len >= size) {
+        len = size - 1;
+        while (len && ((unsigned char) src [len] & 0xc0) == 0x80)
+            len--;
+    }
+    if (len)
+        memcpy (dest, src, len);
+    dest [len] = 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Sessions
+
+static s_session_t *
+s_session_find (sgmq_broker_t *self, const uint8_t *routing, size_t size)
+{
+    char id [S_ID_HEX];
+    s_hex (routing, size, id);
+    return zhashx_lookup (self->sessions, id);
+}
+
+static zlistx_t *
+s_sessions_of (sgmq_broker_t *self, const char *name)
+{
+    return zhashx_lookup (self->by_name, name);
+}
+
+//  zhashx destructor: takes the address of the item.
+static void
+s_session_free (void **item)
+{
+    s_session_t *session = *item;
+    *item = NULL;
+    if (!session)
+        return;
+    free (session->inflight);
+    if (session->replay)
+        sgmq_proto_writer_destroy (&session->replay->out);
+    free (session->replay);
+    sgmq_proto_writer_destroy (&session->out);
+    free (session);
+}
+
+//  Forget a session now: its unacknowledged messages wait in the store.
+static void
+s_session_drop (sgmq_broker_t *self, s_session_t *session, const char *why)
+{
+    s_log (S_LOG_INFO, "session closed name=\"%s\" key=%s why=%s",
+           session->name, session->key, why);
+    zlistx_t *list = s_sessions_of (self, session->name);
+    if (list) {
+        void *handle = zlistx_find (list, session);
+        if (handle)
+            zlistx_delete (list, handle);
+        if (zlistx_size (list) == 0)
+            zhashx_delete (self->by_name, session->name);
+    }
+    if (session->dirty) {
+        void *handle = zlistx_find (self->dirty, session);
+        if (handle)
+            zlistx_delete (self->dirty, handle);
+    }
+    if (session->replay)
+        self->replays--;
+    zhashx_delete (self->sessions, session->id);    //  frees it
+}
+
+static size_t
+s_inflight_find (const s_session_t *session, uint64_t seq, bool *found)
+{
+    size_t lo = 0, hi = session->inflight_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (session->inflight [mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < session->inflight_count && session->inflight [lo].seq == seq;
+    return lo;
+}
+
+static void
+s_inflight_remove (s_session_t *session, uint64_t seq)
+{
+    bool found;
+    size_t at = s_inflight_find (session, seq, &found);
+    if (!found)
+        return;
+    memmove (&session->inflight [at], &session->inflight [at + 1],
+             (session->inflight_count - at - 1) * sizeof *session->inflight);
+    session->inflight_count--;
+}
+
+//  Record a delivery: a new inflight entry, or one more attempt.
+static int
+s_inflight_put (sgmq_broker_t *self, s_session_t *session, uint64_t seq,
+                uint32_t attempt)
+{
+    bool found;
+    size_t at = s_inflight_find (session, seq, &found);
+    if (!found) {
+        if (S_RESERVE (session->inflight, session->inflight_capacity,
+                       session->inflight_count + 1))
+            return -1;
+        memmove (&session->inflight [at + 1], &session->inflight [at],
+                 (session->inflight_count - at) * sizeof *session->inflight);
+        session->inflight_count++;
+    }
+    //  Backoff doubles per attempt from redeliver-first, up to redeliver-max.
+    uint64_t first = sgmq_config_duration (self->config, SGMQ_OPT_REDELIVER_FIRST).amount;
+    uint64_t most = sgmq_config_duration (self->config, SGMQ_OPT_REDELIVER_MAX).amount;
+    uint64_t backoff = first;
+    for (uint32_t i = 1; i < attempt && backoff < most; i++)
+        backoff *= 2;
+    if (backoff > most)
+        backoff = most;
+    session->inflight [at] = (s_inflight_t) {
+        .seq = seq, .attempts = attempt, .due = s_mono () + (int64_t) backoff
+    };
+    if (session->inflight [at].due < session->next_due)
+        session->next_due = session->inflight [at].due;
+    return 0;
+}
+
+//  Queue a command for the session's next frame; sends the frame first if
+//  the command does not fit.
+static void s_send_frame (sgmq_broker_t *self, s_session_t *session);
+
+static void
+s_reply (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd)
+{
+    if (!session->out && !(session->out = sgmq_proto_writer_new ()))
+        return;
+    sgmq_proto_error_t error;
+    int rc = sgmq_proto_write (session->out, cmd, &error);
+    if (rc == -1) {
+        s_send_frame (self, session);
+        rc = sgmq_proto_write (session->out, cmd, &error);
+    }
+    if (rc != 0) {
+        //  Our own answer failed the codec: a bug, never the peer's fault.
+        s_log (S_LOG_ERROR, "cannot encode %s for \"%s\": %s",
+               sgmq_proto_cmd_name (cmd->cmd), session->name, error.reason);
+        return;
+    }
+    if (!session->dirty) {
+        session->dirty = true;
+        zlistx_add_end (self->dirty, session);
+    }
+}
+
+//  Send raw bytes to a routing id. 0, or -1 with errno (EHOSTUNREACH:
+//  peer gone; EAGAIN: peer not reading).
+static int
+s_send_raw (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
+            const uint8_t *data, size_t size)
+{
+    void *handle = zsock_resolve (self->router);
+    if (zmq_send (handle, routing, routing_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -1;
+    //  The first part was queued, so the pipe has room for the second.
+    return zmq_send (handle, data, size, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+}
+
+static void
+s_send_frame (sgmq_broker_t *self, s_session_t *session)
+{
+    if (!session->out || sgmq_proto_writer_count (session->out) == 0)
+        return;
+    if (s_send_raw (self, session->routing, session->routing_size,
+                    sgmq_proto_writer_data (session->out),
+                    sgmq_proto_writer_size (session->out))) {
+        if (errno == EHOSTUNREACH)
+            session->closing = true;
+        else
+        if (session->dropped++ == 0)
+            s_log (S_LOG_WARNING, "peer not reading name=\"%s\" key=%s: "
+                   "dropping answers; its messages wait in the store",
+                   session->name, session->key);
+    }
+    sgmq_proto_writer_reset (session->out);
+}
+
+//  An error answer straight to a routing id (no session needed).
+static void
+s_error_to (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
+            uint64_t id, int code, const char *field, const char *format, ...)
+{
+    sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_ERROR, .id = id };
+    char reason [SGMQ_PROTO_MAX_REASON];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    cmd.u.error.code = (uint32_t) code;
+    cmd.u.error.reason = reason;
+    cmd.u.error.field = field && *field ? field : NULL;
+    sgmq_proto_writer_t *writer = self->scratch_writer;
+    sgmq_proto_writer_reset (writer);
+    if (sgmq_proto_write (writer, &cmd, NULL) == 0)
+        s_send_raw (self, routing, routing_size, sgmq_proto_writer_data (writer),
+                    sgmq_proto_writer_size (writer));
+    self->refused++;
+}
+
+static void
+s_error (sgmq_broker_t *self, s_session_t *session, uint64_t id, int code,
+         const char *field, const char *format, ...)
+{
+    sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_ERROR, .id = id };
+    char reason [SGMQ_PROTO_MAX_REASON];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    cmd.u.error.code = (uint32_t) code;
+    cmd.u.error.reason = reason;
+    cmd.u.error.field = field && *field ? field : NULL;
+    s_reply (self, session, &cmd);
+    self->refused++;
+}
+
+//  --------------------------------------------------------------------------
+//  ZAP (RFC 27): admit exactly the keys in the current registry.
+
+static void
+s_zap_serve (sgmq_broker_t *self)
+{
+    while (true) {
+        zmsg_t *request = zmsg_recv_nowait (self->zap);
+        if (!request)
+            break;
+        char *version = zmsg_popstr (request);
+        char *sequence = zmsg_popstr (request);
+        char *domain = zmsg_popstr (request);
+        char *address = zmsg_popstr (request);
+        zframe_t *identity = zmsg_pop (request);
+        char *mechanism = zmsg_popstr (request);
+        zframe_t *credentials = zmsg_pop (request);
+        const char *status = "400", *text = "not admitted";
+        char key [SGMQ_CERT_KEY_TEXT + 1] = "";
+        if (!version || strcmp (version, "1.0") || !mechanism || !domain)
+            text = "malformed ZAP request";
+        else
+        if (strcmp (mechanism, "CURVE") != 0)
+            text = "CURVE only";
+        else
+        if (strcmp (domain, S_ZAP_DOMAIN) != 0)
+            text = "wrong domain";
+        else
+        if (credentials && zframe_size (credentials) == SGMQ_CERT_KEY_SIZE) {
+            zmq_z85_encode (key, zframe_data (credentials), SGMQ_CERT_KEY_SIZE);
+            const sgmq_principal_t *principal = sgmq_registry_lookup (self->registry, key);
+            if (principal) {
+                status = "200";
+                text = "OK";
+            }
+            s_log (principal ? S_LOG_DEBUG : S_LOG_INFO, "handshake %s key=%s "
+                   "address=%s", principal ? "admitted" : "refused (key not "
+                   "admitted)", key, address ? address : "?");
+        }
+        zmsg_t *reply = zmsg_new ();
+        zmsg_addstr (reply, "1.0");
+        zmsg_addstr (reply, sequence ? sequence : "");
+        zmsg_addstr (reply, status);
+        zmsg_addstr (reply, text);
+        //  User-Id: the key itself. No metadata: identity comes from our
+        //  registry on every request, never from the connection.
+        zmsg_addstr (reply, strcmp (status, "200") == 0 ? key : "");
+        zmsg_addmem (reply, "", 0);
+        zmsg_send (&reply, self->zap);
+        free (version);
+        free (sequence);
+        free (domain);
+        free (address);
+        free (mechanism);
+        zframe_destroy (&identity);
+        zframe_destroy (&credentials);
+        zmsg_destroy (&request);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Registry: rescan the certs folder; swap in a new registry on change.
+
+static const sgmq_principal_t *
+s_principal (sgmq_broker_t *self, const char *key)
+{
+    return sgmq_registry_lookup (self->registry, key);
+}
+
+static void
+s_registry_log_problems (sgmq_registry_t *registry)
+{
+    for (size_t i = 0; i < sgmq_registry_problem_count (registry); i++)
+        s_log (S_LOG_WARNING, "certificate rejected: %s",
+               sgmq_registry_problem (registry, i));
+}
+
+//  True if two registries admit the same keys as the same principals.
+static bool
+s_registry_same (const sgmq_registry_t *a, const sgmq_registry_t *b)
+{
+    if (sgmq_registry_size (a) != sgmq_registry_size (b)
+    ||  sgmq_registry_problem_count (a) != sgmq_registry_problem_count (b))
+        return false;
+    for (size_t i = 0; i < sgmq_registry_size (b); i++) {
+        const sgmq_principal_t *p = sgmq_registry_at (b, i);
+        const sgmq_principal_t *q = sgmq_registry_lookup (a, sgmq_principal_key (p));
+        if (!q || strcmp (sgmq_principal_name (p), sgmq_principal_name (q))
+        ||  strcmp (sgmq_principal_agency (p), sgmq_principal_agency (q))
+        ||  sgmq_principal_roles (p) != sgmq_principal_roles (q)
+        ||  sgmq_principal_group_count (p) != sgmq_principal_group_count (q))
+            return false;
+        for (size_t g = 0; g < sgmq_principal_group_count (p); g++)
+            if (!sgmq_principal_in_group (q, sgmq_principal_group (p, g)))
+                return false;
+    }
+    return true;
+}
+
+static void
+s_registry_rescan (sgmq_broker_t *self)
+{
+    const char *dir = sgmq_config_str (self->config, SGMQ_OPT_CERTS);
+    uint8_t signature [SGMQ_REGISTRY_SIG_SIZE];
+    if (sgmq_registry_signature (dir, signature)) {
+        s_log (S_LOG_WARNING, "%s: cannot read certs directory; keeping the "
+               "current principals", dir);
+        return;
+    }
+    if (memcmp (signature, self->registry_sig, sizeof signature) == 0)
+        return;
+    char error [512];
+    sgmq_registry_t *registry = sgmq_registry_load (dir,
+        sgmq_config_group_ids (self->config), sgmq_config_group_count (self->config),
+        error);
+    if (!registry) {
+        s_log (S_LOG_WARNING, "%s; keeping the current principals", error);
+        return;
+    }
+    memcpy (self->registry_sig, signature, sizeof signature);
+    if (s_registry_same (self->registry, registry)) {
+        //  Files were touched, or aged out of content hashing; nobody changed.
+        sgmq_registry_destroy (&registry);
+        return;
+    }
+    s_registry_log_problems (registry);
+    s_log (S_LOG_INFO, "principals reloaded count=%zu rejected=%zu",
+           sgmq_registry_size (registry), sgmq_registry_problem_count (registry));
+    sgmq_registry_destroy (&self->registry);
+    self->registry = registry;
+    //  Sessions whose key is gone, or whose name changed, end now.
+    zlistx_t *gone = zlistx_new ();
+    for (s_session_t *session = zhashx_first (self->sessions); session;
+         session = zhashx_next (self->sessions)) {
+        const sgmq_principal_t *principal = s_principal (self, session->key);
+        if (!principal || strcmp (sgmq_principal_name (principal), session->name))
+            zlistx_add_end (gone, session);
+    }
+    for (s_session_t *session = zlistx_first (gone); session;
+         session = zlistx_next (gone))
+        s_session_drop (self, session, "revoked");
+    zlistx_destroy (&gone);
+}
+
+//  --------------------------------------------------------------------------
+//  Immediate commands: HELLO, PING, BYE
+
+static void
+s_hello (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
+         const char *key, const sgmq_principal_t *principal, uint64_t id)
+{
+    s_session_t *session = s_session_find (self, routing, routing_size);
+    if (!session) {
+        size_t of_key = 0;
+        zlistx_t *list = s_sessions_of (self, sgmq_principal_name (principal));
+        for (s_session_t *s = list ? zlistx_first (list) : NULL; s;
+             s = zlistx_next (list))
+            of_key += strcmp (s->key, key) == 0;
+        if ((int64_t) zhashx_size (self->sessions)
+            >= sgmq_config_int (self->config, SGMQ_OPT_MAX_SESSIONS)) {
+            s_error_to (self, routing, routing_size, id, SGMQ_E_BUSY, NULL,
+                        "the broker has its maximum number of sessions; try later");
+            return;
+        }
+        if ((int64_t) of_key >= sgmq_config_int (self->config, SGMQ_OPT_SESSIONS_PER_KEY)) {
+            s_error_to (self, routing, routing_size, id, SGMQ_E_BUSY, NULL,
+                        "this key already has %zu sessions, the most allowed", of_key);
+            return;
+        }
+        session = calloc (1, sizeof *session);
+        if (!session)
+            return;
+        s_hex (routing, routing_size, session->id);
+        memcpy (session->routing, routing, routing_size);
+        session->routing_size = routing_size;
+        s_copy (session->key, sizeof session->key, key);
+        s_copy (session->name, sizeof session->name, sgmq_principal_name (principal));
+        session->next_due = INT64_MAX;
+        zhashx_insert (self->sessions, session->id, session);
+        if (!list) {
+            list = zlistx_new ();
+            zhashx_insert (self->by_name, session->name, list);
+        }
+        zlistx_add_end (list, session);
+        s_log (S_LOG_INFO, "session opened name=\"%s\" agency=\"%s\" key=%s",
+               session->name, sgmq_principal_agency (principal), key);
+    }
+    session->last_seen = s_mono ();
+    const char *roles [SGMQ_PROTO_MAX_ROLES];
+    uint32_t role_count = 0;
+    for (uint32_t role = 1; role <= SGMQ_ROLE_ADMIN; role <<= 1)
+        if (sgmq_principal_has_role (principal, role))
+            roles [role_count++] = sgmq_registry_role_name (role);
+    sgmq_cmd_t welcome = { .cmd = SGMQ_CMD_WELCOME, .id = id };
+    welcome.u.welcome.name = sgmq_principal_name (principal);
+    welcome.u.welcome.agency = sgmq_principal_agency (principal);
+    welcome.u.welcome.broker = SGMQ_BROKER_VERSION;
+    welcome.u.welcome.roles = (sgmq_strlist_t) { role_count, roles };
+    welcome.u.welcome.groups = (sgmq_strlist_t) {
+        (uint32_t) sgmq_principal_group_count (principal),
+        sgmq_principal_groups (principal)
+    };
+    welcome.u.welcome.heartbeat =
+        (uint32_t) sgmq_config_duration (self->config, SGMQ_OPT_HEARTBEAT).amount;
+    welcome.u.welcome.max_frame =
+        (uint32_t) sgmq_config_int (self->config, SGMQ_OPT_MAX_FRAME);
+    s_reply (self, session, &welcome);
+}
+
+//  --------------------------------------------------------------------------
+//  Scratch state: what a session will be after this turn's commit.
+
+static s_session_t *
+s_scratch (sgmq_broker_t *self, s_session_t *session)
+{
+    if (session->scratch_gen != self->gen) {
+        session->scratch_gen = self->gen;
+        session->s_inflight = session->inflight_count;
+        session->s_cursor = session->cursor;
+        session->s_behind = session->behind;
+        session->s_subscribed = session->subscribed;
+        session->s_window = session->window;
+        session->s_reset = false;
+        if (S_RESERVE (self->touched, self->touched_capacity, self->touched_count + 1) == 0)
+            self->touched [self->touched_count++] = session;
+    }
+    return session;
+}
+
+static int
+s_effect (sgmq_broker_t *self, s_fx_type_t type, s_session_t *session,
+          s_work_t *work, uint64_t seq, uint32_t attempt)
+{
+    if (S_RESERVE (self->effects, self->effect_capacity, self->effect_count + 1))
+        return -1;
+    self->effects [self->effect_count++] = (s_effect_t) {
+        .type = type, .session = session, .work = work, .seq = seq,
+        .attempt = attempt
+    };
+    return 0;
+}
+
+static void
+s_refuse (s_work_t *work, int code, const char *field, const char *format, ...)
+{
+    work->status = code;
+    work->field = field;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (work->reason, sizeof work->reason, format, args);
+    va_end (args);
+}
+
+//  A store error inside the batch: fatal ones abort the whole
+//  transaction (the store makes sure of it); we only record it.
+static int
+s_store_failed (s_work_t *work, int rc)
+{
+    s_refuse (work, SGMQ_E_UNAVAILABLE, NULL, "store: %s", sgmq_store_strerror (rc));
+    return rc;
+}
+
+static bool
+s_is_executive (const sgmq_principal_t *principal)
+{
+    return sgmq_principal_in_group (principal, "executive");
+}
+
+static bool
+s_learning_publisher (sgmq_broker_t *self, const sgmq_principal_t *principal)
+{
+    for (size_t i = 0; i < sgmq_principal_group_count (principal); i++)
+        if (sgmq_config_learning_group (self->config, sgmq_principal_group (principal, i)))
+            return true;
+    return false;
+}
+
+static void
+s_add_group (s_work_t *work, const char *group)
+{
+    for (uint32_t i = 0; i < work->group_count; i++)
+        if (strcmp (work->groups [i], group) == 0)
+            return;
+    if (work->group_count == SGMQ_PROTO_MAX_GROUPS)
+        return;
+    s_copy (work->group_copy [work->group_count], SGMQ_PROTO_MAX_NAME + 1, group);
+    work->groups [work->group_count] = work->group_copy [work->group_count];
+    work->group_count++;
+}
+
+static int
+s_strcmp_p (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+//  Store a message (a client's publish or the broker's reminder) whose
+//  kind, groups and canonical body are in `work`, and plan its live
+//  deliveries. 0, or a store error (fatal to the transaction).
+static int
+s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
+                 const char *sender, const char *sender_key, const char *ref,
+                 const uint8_t *digest)
+{
+    //  Recipients: every member of every addressed group, once, but not
+    //  the sender (nobody acknowledges their own message).
+    const char *recipients [SGMQ_PROTO_MAX_ACKS];
+    size_t count = 0;
+    for (uint32_t g = 0; g < work->group_count; g++) {
+        size_t members = 0;
+        const char *const *names = sgmq_registry_members (self->registry,
+                                                          work->groups [g], &members);
+        for (size_t m = 0; m < members; m++) {
+            if (strcmp (names [m], sender) == 0)
+                continue;
+            if (count == SGMQ_PROTO_MAX_ACKS) {
+                s_refuse (work, SGMQ_E_FORBIDDEN, "body", "more than %d recipients",
+                          SGMQ_PROTO_MAX_ACKS);
+                return 0;
+            }
+            recipients [count++] = names [m];
+        }
+    }
+    qsort (recipients, count, sizeof *recipients, s_strcmp_p);
+    size_t unique = 0;
+    for (size_t i = 0; i < count; i++)
+        if (unique == 0 || strcmp (recipients [unique - 1], recipients [i]))
+            recipients [unique++] = recipients [i];
+
+    sgmq_store_msg_t msg = {
+        .sender = sender, .sender_key = sender_key,
+        .kind = sgmq_proto_kind_name (work->kind),
+        .groups = work->groups, .group_count = work->group_count,
+        .recipients = recipients, .recipient_count = (uint32_t) unique,
+        .body = work->body, .body_size = work->body_size,
+        .ref = ref, .ref_digest = digest
+    };
+    sgmq_store_appended_t appended;
+    int rc = sgmq_store_append (txn, &msg, &appended);
+    if (rc == SGMQ_STORE_E_CONFLICT) {
+        s_refuse (work, SGMQ_E_CONFLICT, "ref", "ref '%s' was used for a different "
+                  "message (seq %llu)", ref, (unsigned long long) appended.seq);
+        return 0;
+    }
+    if (rc == SGMQ_STORE_E_INVALID) {
+        s_refuse (work, SGMQ_E_BAD_VALUE, NULL, "the store refused the message");
+        return 0;
+    }
+    if (rc)
+        return s_store_failed (work, rc);
+    work->seq = appended.seq;
+    work->time = appended.time;
+    work->duplicate = appended.duplicate;
+    if (appended.duplicate)
+        return 0;
+
+    //  Live deliveries: each subscribed session of each recipient, while
+    //  its window has room and it is not already catching up from the
+    //  store (then this message reaches it through the refill, in order).
+    for (size_t r = 0; r < unique; r++) {
+        zlistx_t *list = s_sessions_of (self, recipients [r]);
+        for (s_session_t *session = list ? zlistx_first (list) : NULL; session;
+             session = zlistx_next (list)) {
+            s_scratch (self, session);
+            if (!session->s_subscribed)
+                continue;
+            if (session->s_behind || session->s_inflight >= session->s_window) {
+                session->s_behind = true;
+                continue;
+            }
+            rc = sgmq_store_delivered (txn, recipients [r], work->seq, false, NULL);
+            if (rc)
+                return s_store_failed (work, rc);
+            if (s_effect (self, S_FX_DELIVER, session, work, work->seq, 1))
+                return s_store_failed (work, ENOMEM);
+            session->s_inflight++;
+            session->s_cursor = work->seq;
+        }
+    }
+    return 0;
+}
+
+//  Authorize a publish and work out where it goes. 0 when allowed (the
+//  groups are in `work`), else the refusal is in `work`.
+static int
+s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
+{
+    const sgmq_principal_t *principal = work->principal;
+    const sgmq_body_t *body = &work->cmd->u.publish.body;
+    switch (body->kind) {
+        case SGMQ_KIND_ESCALATION: {
+            const char *group = body->u.escalation.group;
+            if (!sgmq_principal_has_role (principal, SGMQ_ROLE_PUBLISHER)) {
+                s_refuse (work, SGMQ_E_FORBIDDEN, "kind", "rule escalation-publisher: "
+                          "raising an escalation needs the publisher role");
+                return -1;
+            }
+            if (!sgmq_config_group_known (self->config, group)) {
+                s_refuse (work, SGMQ_E_BAD_VALUE, "body.group", "unknown group '%s'", group);
+                return -1;
+            }
+            if (!sgmq_principal_in_group (principal, group)
+            &&  !sgmq_config_may_escalate_for (self->config,
+                     sgmq_principal_agency (principal), group)) {
+                s_refuse (work, SGMQ_E_FORBIDDEN, "body.group", "rule escalation-group: "
+                          "you may raise escalations only for groups you belong to "
+                          "(not '%s')", group);
+                return -1;
+            }
+            s_add_group (work, "executive");
+            return 0;
+        }
+        case SGMQ_KIND_RESPONSE: {
+            if (!s_is_executive (principal)) {
+                s_refuse (work, SGMQ_E_FORBIDDEN, "kind", "rule response-executive: "
+                          "only members of the executive group may respond");
+                return -1;
+            }
+            sgmq_store_escalation_t escalation;
+            int rc = sgmq_store_escalation_get (txn, body->u.response.to, &escalation);
+            if (rc == SGMQ_STORE_E_NOT_FOUND) {
+                s_refuse (work, SGMQ_E_NOT_FOUND, "body.to", "no escalation with seq %llu",
+                          (unsigned long long) body->u.response.to);
+                return -1;
+            }
+            if (rc)
+                return s_store_failed (work, rc);
+            s_add_group (work, escalation.group);
+            s_add_group (work, "executive");
+            return 0;
+        }
+        case SGMQ_KIND_LEARNING:
+        case SGMQ_KIND_LEARNING_UPDATE: {
+            if (!s_learning_publisher (self, principal)) {
+                s_refuse (work, SGMQ_E_FORBIDDEN, "kind", "rule learning-publishers: "
+                          "learning alerts and updates come only from members of %s",
+                          sgmq_config_str (self->config, SGMQ_OPT_LEARNING_GROUPS));
+                return -1;
+            }
+            if (body->kind == SGMQ_KIND_LEARNING) {
+                const sgmq_strlist_t *groups = &body->u.learning.groups;
+                for (uint32_t i = 0; i < groups->count; i++) {
+                    if (!sgmq_config_group_known (self->config, groups->items [i])) {
+                        s_refuse (work, SGMQ_E_BAD_VALUE, "body.groups",
+                                  "unknown group '%s'", groups->items [i]);
+                        return -1;
+                    }
+                    s_add_group (work, groups->items [i]);
+                }
+                return 0;
+            }
+            sgmq_store_learning_t learning;
+            int rc = sgmq_store_learning_get (txn, body->u.learning_update.alert, &learning);
+            if (rc == SGMQ_STORE_E_NOT_FOUND) {
+                s_refuse (work, SGMQ_E_NOT_FOUND, "body.alert", "no learning alert "
+                          "with seq %llu", (unsigned long long) body->u.learning_update.alert);
+                return -1;
+            }
+            sgmq_store_record_t record;
+            if (rc == 0)
+                rc = sgmq_store_get (txn, body->u.learning_update.alert, &record);
+            if (rc)
+                return s_store_failed (work, rc);
+            for (uint32_t i = 0; i < record.group_count; i++)
+                s_add_group (work, record.groups [i]);
+            return 0;
+        }
+        case SGMQ_KIND_REMINDER:
+        default:
+            s_refuse (work, SGMQ_E_FORBIDDEN, "kind", "rule reminders: only the broker "
+                      "publishes reminders");
+            return -1;
+    }
+}
+
+//  Tracking records and reminder timers of a newly stored message.
+static int
+s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
+         const sgmq_body_t *body)
+{
+    int rc = 0;
+    uint64_t now = work->time;
+    switch (body->kind) {
+        case SGMQ_KIND_ESCALATION: {
+            sgmq_store_escalation_t e = {
+                .seq = work->seq, .status = SGMQ_STORE_ESC_RAISED, .raised = now,
+                .ack_by = sgmq_config_deadline (self->config, SGMQ_OPT_ESCALATION_ACK_BY, now),
+                .respond_by = body->u.escalation.respond_by
+            };
+            s_copy (e.group, sizeof e.group, body->u.escalation.group);
+            rc = sgmq_store_escalation_put (txn, &e);
+            if (rc == 0)
+                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_ACK, e.ack_by);
+            if (rc == 0)
+                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_RESPONSE, e.respond_by);
+            break;
+        }
+        case SGMQ_KIND_RESPONSE: {
+            sgmq_store_escalation_t e;
+            uint64_t to = body->u.response.to;
+            rc = sgmq_store_escalation_get (txn, to, &e);
+            if (rc)
+                break;
+            if (e.status != SGMQ_STORE_ESC_RESPONDED) {
+                e.status = SGMQ_STORE_ESC_RESPONDED;
+                e.responded_at = now;
+                if (now > e.respond_by)
+                    e.overdue |= SGMQ_STORE_OVERDUE_RESPONSE;
+            }
+            e.response_seq = work->seq;
+            rc = sgmq_store_escalation_put (txn, &e);
+            for (uint32_t what = S_TIMER_ACK; rc == 0 && what <= S_TIMER_RESPONSE; what++) {
+                rc = sgmq_store_timer_cancel (txn, to, what);
+                if (rc == SGMQ_STORE_E_NOT_FOUND)
+                    rc = 0;
+            }
+            break;
+        }
+        case SGMQ_KIND_LEARNING: {
+            sgmq_store_learning_t l = {
+                .seq = work->seq,
+                .session_by = body->u.learning.session_by,
+                .reflection_by = body->u.learning.reflection_by
+            };
+            rc = sgmq_store_learning_put (txn, &l);
+            if (rc == 0)
+                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_SESSION, l.session_by);
+            if (rc == 0)
+                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_REFLECTION, l.reflection_by);
+            break;
+        }
+        case SGMQ_KIND_LEARNING_UPDATE: {
+            const sgmq_learning_update_t *u = &body->u.learning_update;
+            sgmq_store_learning_t l;
+            rc = sgmq_store_learning_get (txn, u->alert, &l);
+            if (rc)
+                break;
+            uint64_t held = u->on ? u->on : now;
+            bool session = u->held == SGMQ_HELD_SESSION;
+            if (session) {
+                l.session_held = held;
+                l.session_update = work->seq;
+            }
+            else {
+                l.reflection_held = held;
+                l.reflection_update = work->seq;
+            }
+            rc = sgmq_store_learning_put (txn, &l);
+            if (rc == 0)
+                rc = sgmq_store_timer_cancel (txn, u->alert,
+                                              session ? S_TIMER_SESSION : S_TIMER_REFLECTION);
+            if (rc == SGMQ_STORE_E_NOT_FOUND)
+                rc = 0;
+            break;
+        }
+        default:
+            break;
+    }
+    return rc ? s_store_failed (work, rc) : 0;
+}
+
+static int
+s_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
+{
+    work->group_count = 0;
+    int rc = s_authorize_publish (self, txn, work);
+    if (rc)
+        return work->status == SGMQ_E_UNAVAILABLE ? rc : 0;
+    //  The idempotency digest covers what the client sent; defaults the
+    //  broker fills in (learning deadlines) come after, so a retry that
+    //  lands later still matches.
+    sgmq_body_t body = work->cmd->u.publish.body;
+    sgmq_proto_error_t error;
+    size_t size = 0;
+    uint8_t *sent = sgmq_proto_encode_body (&body, &size, &error);
+    if (!sent) {
+        s_refuse (work, error.code, error.field, "%s", error.reason);
+        return 0;
+    }
+    uint8_t digest [SGMQ_STORE_HASH_SIZE];
+    crypto_generichash_state state;
+    crypto_generichash_init (&state, NULL, 0, sizeof digest);
+    const char *kind = sgmq_proto_kind_name (body.kind);
+    crypto_generichash_update (&state, (const uint8_t *) kind, strlen (kind) + 1);
+    crypto_generichash_update (&state, sent, size);
+    crypto_generichash_final (&state, digest, sizeof digest);
+    uint64_t now = sgmq_store_txn_time (txn);
+    if (body.kind == SGMQ_KIND_LEARNING) {
+        if (!body.u.learning.session_by)
+            body.u.learning.session_by =
+                sgmq_config_deadline (self->config, SGMQ_OPT_LEARNING_SESSION, now);
+        if (!body.u.learning.reflection_by)
+            body.u.learning.reflection_by =
+                sgmq_config_deadline (self->config, SGMQ_OPT_REFLECTION, now);
+        free (sent);
+        sent = sgmq_proto_encode_body (&body, &size, &error);
+        if (!sent) {
+            s_refuse (work, error.code, error.field, "%s", error.reason);
+            return 0;
+        }
+    }
+    free (work->body);
+    work->body = sent;
+    work->body_size = size;
+    work->kind = body.kind;
+    rc = s_store_message (self, txn, work, sgmq_principal_name (work->principal),
+                          sgmq_principal_key (work->principal),
+                          work->cmd->u.publish.ref, digest);
+    if (rc || work->status || work->duplicate)
+        return rc;
+    return s_track (self, txn, work, &body);
+}
+
+static int
+s_ack (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
+{
+    const char *name = sgmq_principal_name (work->principal);
+    uint64_t seq = work->cmd->u.ack.seq;
+    sgmq_store_acked_t acked;
+    int rc = sgmq_store_ack (txn, name, sgmq_principal_key (work->principal), seq, &acked);
+    if (rc == SGMQ_STORE_E_NOT_FOUND) {
+        s_refuse (work, SGMQ_E_NOT_FOUND, "seq", "you are not a recipient of "
+                  "message %llu", (unsigned long long) seq);
+        return 0;
+    }
+    if (rc)
+        return s_store_failed (work, rc);
+    work->seq = seq;
+    work->time = acked.time;
+    work->duplicate = acked.duplicate;
+    //  The slot this message held in each of the principal's windows frees.
+    zlistx_t *list = s_sessions_of (self, name);
+    for (s_session_t *session = list ? zlistx_first (list) : NULL; session;
+         session = zlistx_next (list)) {
+        bool found;
+        s_inflight_find (session, seq, &found);
+        s_scratch (self, session);
+        if (found && session->s_inflight)
+            session->s_inflight--;
+    }
+    if (acked.duplicate || !s_is_executive (work->principal))
+        return 0;
+    //  The first Executive acknowledgement moves an escalation on.
+    sgmq_store_escalation_t e;
+    rc = sgmq_store_escalation_get (txn, seq, &e);
+    if (rc == SGMQ_STORE_E_NOT_FOUND)
+        return 0;
+    if (rc == 0 && e.status == SGMQ_STORE_ESC_RAISED) {
+        e.status = SGMQ_STORE_ESC_ACKNOWLEDGED;
+        e.acked_at = acked.time;
+        s_copy (e.acked_by, sizeof e.acked_by, name);
+        if (acked.time > e.ack_by)
+            e.overdue |= SGMQ_STORE_OVERDUE_ACK;
+        rc = sgmq_store_escalation_put (txn, &e);
+        if (rc == 0) {
+            rc = sgmq_store_timer_cancel (txn, seq, S_TIMER_ACK);
+            if (rc == SGMQ_STORE_E_NOT_FOUND)
+                rc = 0;
+        }
+    }
+    return rc ? s_store_failed (work, rc) : 0;
+}
+
+static int
+s_subscribe (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
+{
+    s_session_t *session = s_scratch (self, work->session);
+    uint32_t window = work->cmd->u.subscribe.window;
+    //  Subscribing (again) starts the stream afresh: everything still
+    //  unacknowledged comes again, oldest first.
+    session->s_subscribed = true;
+    session->s_window = window ? window
+                      : (uint32_t) sgmq_config_int (self->config, SGMQ_OPT_WINDOW);
+    session->s_inflight = 0;
+    session->s_cursor = 0;
+    session->s_behind = true;
+    session->s_reset = true;
+    int rc = sgmq_store_unacked_count (txn, session->name, &work->backlog);
+    return rc ? s_store_failed (work, rc) : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Reminders: due timers become broker-published messages.
+
+static s_work_t *
+s_internal_new (sgmq_broker_t *self)
+{
+    //  Reserved at start-up for S_TIMERS_PER_TURN: never reallocated during
+    //  a batch, so effects may point into it.
+    if (self->internal_count == self->internal_capacity)
+        return NULL;
+    s_work_t *work = &self->internal [self->internal_count++];
+    memset (work, 0, sizeof *work);
+    work->internal = true;
+    return work;
+}
+
+//  Title and kind of stored message `seq`, for a reminder about it.
+static int
+s_about (sgmq_broker_t *self, sgmq_store_txn_t *txn, uint64_t seq, s_work_t *work,
+         sgmq_kind_t *kind)
+{
+    sgmq_store_record_t record;
+    int rc = sgmq_store_get (txn, seq, &record);
+    if (rc)
+        return rc;
+    *kind = (sgmq_kind_t) sgmq_proto_kind_parse (record.kind, strlen (record.kind));
+    sgmq_body_t body;
+    sgmq_proto_error_t error;
+    const char *title = NULL;
+    if (*kind && sgmq_proto_decode_body (self->body_frame, *kind, record.body,
+                                         record.body_size, &body, &error) == 0)
+        title = *kind == SGMQ_KIND_ESCALATION ? body.u.escalation.title
+              : *kind == SGMQ_KIND_LEARNING ? body.u.learning.title : NULL;
+    snprintf (work->reminder_title, sizeof work->reminder_title, "%s",
+              title ? title : "(untitled)");
+    for (uint32_t i = 0; i < record.group_count; i++)
+        s_add_group (work, record.groups [i]);
+    return 0;
+}
+
+static int
+s_fire_timer (sgmq_broker_t *self, sgmq_store_txn_t *txn,
+              const sgmq_store_timer_t *timer, uint64_t now)
+{
+    int rc = sgmq_store_timer_cancel (txn, timer->seq, timer->what);
+    if (rc)
+        return rc;
+    s_work_t *work = s_internal_new (self);
+    if (!work)
+        return 0;               //  more next turn
+    sgmq_reminder_t *r = &work->reminder.u.reminder;
+    work->reminder.kind = SGMQ_KIND_REMINDER;
+    r->about = timer->seq;
+    uint64_t rearm = 0;
+    if (timer->what == S_TIMER_ACK || timer->what == S_TIMER_RESPONSE) {
+        sgmq_store_escalation_t e;
+        rc = sgmq_store_escalation_get (txn, timer->seq, &e);
+        bool ack = timer->what == S_TIMER_ACK;
+        if (rc || (ack ? e.status != SGMQ_STORE_ESC_RAISED
+                       : e.status == SGMQ_STORE_ESC_RESPONDED)) {
+            self->internal_count--;
+            return rc == SGMQ_STORE_E_NOT_FOUND ? 0 : rc;
+        }
+        e.overdue |= ack ? SGMQ_STORE_OVERDUE_ACK : SGMQ_STORE_OVERDUE_RESPONSE;
+        e.reminders++;
+        e.last_reminder = now;
+        rc = sgmq_store_escalation_put (txn, &e);
+        r->reason = ack ? SGMQ_REASON_ACK_OVERDUE : SGMQ_REASON_RESPONSE_OVERDUE;
+        r->due = ack ? e.ack_by : e.respond_by;
+        r->count = e.reminders;
+        s_copy (work->reminder_group, sizeof work->reminder_group, e.group);
+        r->group = work->reminder_group;
+        //  To the Executive and the raising group, again every `repeat`
+        //  until it is resolved.
+        s_add_group (work, "executive");
+        s_add_group (work, e.group);
+        rearm = sgmq_config_deadline (self->config, SGMQ_OPT_REPEAT, now);
+    }
+    else {
+        sgmq_store_learning_t l;
+        rc = sgmq_store_learning_get (txn, timer->seq, &l);
+        bool session = timer->what == S_TIMER_SESSION;
+        if (rc || (session ? l.session_held : l.reflection_held)) {
+            self->internal_count--;
+            return rc == SGMQ_STORE_E_NOT_FOUND ? 0 : rc;
+        }
+        l.reminders++;
+        rc = sgmq_store_learning_put (txn, &l);
+        r->reason = session ? SGMQ_REASON_SESSION_DUE : SGMQ_REASON_REFLECTION_DUE;
+        r->due = session ? l.session_by : l.reflection_by;
+        r->count = 1;
+        //  The alert's groups and those who implement the learning; once.
+        for (const char *const *g = sgmq_config_group_ids (self->config); *g; g++)
+            if (sgmq_config_learning_group (self->config, *g))
+                s_add_group (work, *g);
+    }
+    sgmq_kind_t about_kind = SGMQ_KIND_ESCALATION;
+    if (rc == 0)
+        rc = s_about (self, txn, timer->seq, work, &about_kind);
+    if (rc)
+        return rc;
+    r->about_kind = about_kind;
+    r->title = work->reminder_title;
+    sgmq_proto_error_t error;
+    work->kind = SGMQ_KIND_REMINDER;
+    work->body = sgmq_proto_encode_body (&work->reminder, &work->body_size, &error);
+    if (!work->body) {
+        s_log (S_LOG_ERROR, "cannot encode a reminder about %llu: %s",
+               (unsigned long long) timer->seq, error.reason);
+        self->internal_count--;
+        return 0;
+    }
+    rc = s_store_message (self, txn, work, S_BROKER_NAME, "", NULL, NULL);
+    if (rc == 0 && rearm)
+        rc = sgmq_store_timer_set (txn, timer->seq, timer->what, rearm);
+    if (rc == 0)
+        s_log (S_LOG_INFO, "reminder seq=%llu reason=%s about=%llu count=%u",
+               (unsigned long long) work->seq, sgmq_proto_reason_name (r->reason),
+               (unsigned long long) timer->seq, r->count);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Redelivery and window refill
+
+static int
+s_redeliver (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session,
+             int64_t now)
+{
+    uint32_t max_tries = (uint32_t) sgmq_config_int (self->config, SGMQ_OPT_MAX_TRIES);
+    s_scratch (self, session);
+    if (session->s_reset)
+        return 0;               //  its refill sends everything again anyway
+    for (size_t i = 0; i < session->inflight_count; i++) {
+        s_inflight_t *entry = &session->inflight [i];
+        if (entry->due > now)
+            continue;
+        if (entry->attempts >= max_tries) {
+            //  Flagged at its last try; it stays pending in the store.
+            if (s_effect (self, S_FX_FLAG, session, NULL, entry->seq, 0))
+                return ENOMEM;
+            if (session->s_inflight)
+                session->s_inflight--;
+            continue;
+        }
+        uint32_t attempt = entry->attempts + 1;
+        int rc = sgmq_store_delivered (txn, session->name, entry->seq,
+                                       attempt >= max_tries, NULL);
+        if (rc == SGMQ_STORE_E_NOT_FOUND) {
+            //  Acknowledged meanwhile (from another session).
+            if (s_effect (self, S_FX_FLAG, session, NULL, entry->seq, 0))
+                return ENOMEM;
+            if (session->s_inflight)
+                session->s_inflight--;
+            continue;
+        }
+        if (rc)
+            return rc;
+        if (s_effect (self, S_FX_DELIVER, session, NULL, entry->seq, attempt))
+            return ENOMEM;
+    }
+    return 0;
+}
+
+static int
+s_refill (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session)
+{
+    uint32_t max_tries = (uint32_t) sgmq_config_int (self->config, SGMQ_OPT_MAX_TRIES);
+    while (session->s_subscribed && session->s_behind
+           && session->s_inflight < session->s_window) {
+        sgmq_store_delivery_t delivery;
+        int rc = sgmq_store_unacked_next (txn, session->name, session->s_cursor,
+                                          &delivery);
+        if (rc == SGMQ_STORE_E_NOT_FOUND) {
+            session->s_behind = false;
+            break;
+        }
+        if (rc)
+            return rc;
+        uint32_t attempt = delivery.count + 1;
+        rc = sgmq_store_delivered (txn, session->name, delivery.seq,
+                                   attempt >= max_tries, NULL);
+        if (rc)
+            return rc;
+        if (s_effect (self, S_FX_DELIVER, session, NULL, delivery.seq, attempt))
+            return ENOMEM;
+        session->s_inflight++;
+        session->s_cursor = delivery.seq;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The batch: everything this turn writes, in one transaction.
+
+static int
+s_batch (sgmq_store_txn_t *txn, void *arg)
+{
+    sgmq_broker_t *self = (sgmq_broker_t *) arg;
+    //  May run again after the store grows its map: start clean.
+    self->gen++;
+    self->effect_count = 0;
+    self->touched_count = 0;
+    for (size_t i = 0; i < self->internal_count; i++)
+        free (self->internal [i].body);
+    self->internal_count = 0;
+    int rc = 0;
+    for (size_t i = 0; i < self->work_count && rc == 0; i++) {
+        s_work_t *work = &self->work [i];
+        work->status = 0;
+        work->field = NULL;
+        work->reason [0] = 0;
+        work->duplicate = false;
+        work->seq = work->time = work->backlog = 0;
+        switch (work->cmd->cmd) {
+            case SGMQ_CMD_PUBLISH:   rc = s_publish (self, txn, work); break;
+            case SGMQ_CMD_ACK:       rc = s_ack (self, txn, work); break;
+            case SGMQ_CMD_SUBSCRIBE: rc = s_subscribe (self, txn, work); break;
+            default: break;
+        }
+    }
+    uint64_t now = sgmq_store_txn_time (txn);
+    for (size_t fired = 0; rc == 0 && fired < S_TIMERS_PER_TURN; fired++) {
+        sgmq_store_timer_t timer;
+        int found = sgmq_store_timer_first (txn, now, &timer);
+        if (found == SGMQ_STORE_E_NOT_FOUND)
+            break;
+        rc = found ? found : s_fire_timer (self, txn, &timer, now);
+    }
+    int64_t mono = s_mono ();
+    for (size_t i = 0; i < self->due_count && rc == 0; i++)
+        rc = s_redeliver (self, txn, self->due [i], mono);
+    //  The touched list may grow while refilling (never for the sessions
+    //  already in it), so index, not iterate.
+    for (size_t i = 0; i < self->touched_count && rc == 0; i++)
+        rc = s_refill (self, txn, self->touched [i]);
+    if (rc == 0) {
+        sgmq_store_timer_t timer;
+        int found = sgmq_store_timer_first (txn, 0, &timer);
+        self->s_next_store_timer = found == 0 ? timer.due : 0;
+        rc = found == SGMQ_STORE_E_NOT_FOUND ? 0 : found;
+    }
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  After the commit: answers, window state and deliveries
+
+static void
+s_close_later (sgmq_broker_t *self, s_session_t *session);
+
+static const char *
+s_agency_of (sgmq_broker_t *self, const char *sender, const char *sender_key)
+{
+    if (!*sender_key)
+        return S_BROKER_AGENCY;
+    const sgmq_principal_t *principal = sgmq_registry_lookup (self->registry, sender_key);
+    if (!principal)
+        principal = sgmq_registry_find (self->registry, sender);
+    //  A publisher since removed: its messages still name it.
+    return principal ? sgmq_principal_agency (principal) : "(no longer admitted)";
+}
+
+static void
+s_deliver_work (sgmq_broker_t *self, s_session_t *session, s_work_t *work,
+                uint32_t attempt)
+{
+    sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_DELIVER };
+    cmd.u.deliver.seq = work->seq;
+    cmd.u.deliver.time = work->time;
+    cmd.u.deliver.from = work->internal ? S_BROKER_NAME
+                                        : sgmq_principal_name (work->principal);
+    cmd.u.deliver.agency = work->internal ? S_BROKER_AGENCY
+                                          : sgmq_principal_agency (work->principal);
+    cmd.u.deliver.groups = (sgmq_strlist_t) { work->group_count, work->groups };
+    cmd.u.deliver.attempt = attempt;
+    cmd.u.deliver.body.kind = work->kind;
+    cmd.u.deliver.body_bytes = work->body;
+    cmd.u.deliver.body_size = work->body_size;
+    s_reply (self, session, &cmd);
+}
+
+static void
+s_deliver_stored (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session,
+                  uint64_t seq, uint32_t attempt)
+{
+    sgmq_store_record_t record;
+    int rc = sgmq_store_get (txn, seq, &record);
+    if (rc) {
+        s_log (S_LOG_ERROR, "cannot read message %llu for delivery: %s",
+               (unsigned long long) seq, sgmq_store_strerror (rc));
+        return;
+    }
+    sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_DELIVER };
+    cmd.u.deliver.seq = record.seq;
+    cmd.u.deliver.time = record.time;
+    cmd.u.deliver.from = record.sender;
+    cmd.u.deliver.agency = s_agency_of (self, record.sender, record.sender_key);
+    cmd.u.deliver.groups = (sgmq_strlist_t) { record.group_count, record.groups };
+    cmd.u.deliver.attempt = attempt;
+    cmd.u.deliver.body.kind = (sgmq_kind_t) sgmq_proto_kind_parse (record.kind,
+                                                                   strlen (record.kind));
+    cmd.u.deliver.body_bytes = record.body;
+    cmd.u.deliver.body_size = record.body_size;
+    s_reply (self, session, &cmd);
+}
+
+static void
+s_apply (sgmq_broker_t *self, int rc)
+{
+    if (rc) {
+        bool full = rc == SGMQ_STORE_E_FULL;
+        s_log (S_LOG_ERROR, "batch not stored (%zu requests): %s",
+               self->work_count, sgmq_store_strerror (rc));
+        for (size_t i = 0; i < self->work_count; i++) {
+            s_work_t *work = &self->work [i];
+            s_error (self, work->session, work->cmd->id,
+                     full ? SGMQ_E_STORAGE_FULL : SGMQ_E_UNAVAILABLE, NULL,
+                     full ? "storage full: nothing was stored; try again later"
+                          : "the store could not save this; nothing was stored");
+        }
+        if (rc == SGMQ_STORE_E_BROKEN)
+            self->broken = true;
+        return;
+    }
+    self->commits++;
+    self->next_store_timer = self->s_next_store_timer;
+    for (size_t i = 0; i < self->work_count; i++) {
+        s_work_t *work = &self->work [i];
+        s_session_t *session = work->session;
+        if (work->status) {
+            s_error (self, session, work->cmd->id, work->status, work->field,
+                     "%s", work->reason);
+            continue;
+        }
+        sgmq_cmd_t answer = { .id = work->cmd->id };
+        if (work->cmd->cmd == SGMQ_CMD_PUBLISH) {
+            answer.cmd = SGMQ_CMD_CONFIRM;
+            answer.u.confirm.seq = work->seq;
+            answer.u.confirm.time = work->time;
+            answer.u.confirm.duplicate = work->duplicate;
+            s_log (S_LOG_DEBUG, "stored seq=%llu kind=%s from=\"%s\" size=%zu%s",
+                   (unsigned long long) work->seq, sgmq_proto_kind_name (work->kind),
+                   session->name, work->body_size, work->duplicate ? " duplicate" : "");
+        }
+        else
+        if (work->cmd->cmd == SGMQ_CMD_ACK) {
+            answer.cmd = SGMQ_CMD_ACKED;
+            answer.u.acked.seq = work->seq;
+            answer.u.acked.time = work->time;
+            answer.u.acked.duplicate = work->duplicate;
+            zlistx_t *list = s_sessions_of (self, session->name);
+            for (s_session_t *s = list ? zlistx_first (list) : NULL; s;
+                 s = zlistx_next (list))
+                s_inflight_remove (s, work->seq);
+        }
+        else {
+            answer.cmd = SGMQ_CMD_SUBSCRIBED;
+            answer.u.subscribed.backlog = work->backlog;
+            session->inflight_count = 0;
+            session->next_due = INT64_MAX;
+        }
+        s_reply (self, session, &answer);
+    }
+    for (size_t i = 0; i < self->touched_count; i++) {
+        s_session_t *session = self->touched [i];
+        session->subscribed = session->s_subscribed;
+        session->window = session->s_window;
+        session->cursor = session->s_cursor;
+        session->behind = session->s_behind;
+    }
+    sgmq_store_txn_t *txn = NULL;
+    for (size_t i = 0; i < self->effect_count; i++) {
+        s_effect_t *fx = &self->effects [i];
+        if (fx->type == S_FX_FLAG) {
+            s_inflight_remove (fx->session, fx->seq);
+            continue;
+        }
+        if (s_inflight_put (self, fx->session, fx->seq, fx->attempt))
+            continue;
+        if (fx->work)
+            s_deliver_work (self, fx->session, fx->work, fx->attempt);
+        else {
+            if (!txn && !(txn = sgmq_store_read (self->store, &rc))) {
+                s_log (S_LOG_ERROR, "cannot read the store: %s", sgmq_store_strerror (rc));
+                break;
+            }
+            s_deliver_stored (self, txn, fx->session, fx->seq, fx->attempt);
+        }
+    }
+    sgmq_store_read_end (&txn);
+    //  Sessions that were due: their earliest redelivery has moved on.
+    for (size_t i = 0; i < self->due_count; i++) {
+        s_session_t *session = self->due [i];
+        session->next_due = INT64_MAX;
+        for (size_t j = 0; j < session->inflight_count; j++)
+            if (session->inflight [j].due < session->next_due)
+                session->next_due = session->inflight [j].due;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Reads: PENDING and REPLAY, answered after the commit
+
+typedef struct {
+    sgmq_pending_item_t item;
+    char recipient [SGMQ_PROTO_MAX_NAME + 1];
+    char from [SGMQ_PROTO_MAX_NAME + 1];
+    char title [SGMQ_PROTO_MAX_TITLE + 1];
+} s_pitem_t;
+
+//  Fill a pending item for delivery `d`; -1 if the message is unreadable.
+static int
+s_pending_item (sgmq_broker_t *self, sgmq_store_txn_t *txn,
+                const sgmq_store_delivery_t *d, uint64_t now, s_pitem_t *out)
+{
+    sgmq_store_record_t record;
+    if (sgmq_store_get (txn, d->seq, &record))
+        return -1;
+    memset (out, 0, sizeof *out);
+    sgmq_pending_item_t *item = &out->item;
+    item->seq = d->seq;
+    item->time = record.time;
+    item->kind = (sgmq_kind_t) sgmq_proto_kind_parse (record.kind, strlen (record.kind));
+    s_copy (out->recipient, sizeof out->recipient, d->recipient);
+    s_copy (out->from, sizeof out->from, record.sender);
+    item->recipient = out->recipient;
+    item->from = out->from;
+    item->state = d->state == SGMQ_STORE_ACKED ? SGMQ_STATE_ACKNOWLEDGED
+                : d->flagged ? SGMQ_STATE_FLAGGED
+                : d->state == SGMQ_STORE_DELIVERED ? SGMQ_STATE_DELIVERED
+                : SGMQ_STATE_PENDING;
+    item->attempts = d->count;
+    item->last_delivered = d->last;
+    item->acked_at = d->acked_at;
+    item->deadline = sgmq_config_deadline (self->config, SGMQ_OPT_ACK_BY, record.time);
+    sgmq_body_t body;
+    sgmq_proto_error_t error;
+    if (item->kind && sgmq_proto_decode_body (self->body_frame, item->kind, record.body,
+                                              record.body_size, &body, &error) == 0) {
+        char title [SGMQ_PROTO_MAX_TITLE + 1] = "";
+        switch (body.kind) {
+            case SGMQ_KIND_ESCALATION:
+                s_copy (title, sizeof title, body.u.escalation.title);
+                break;
+            case SGMQ_KIND_LEARNING:
+                s_copy (title, sizeof title, body.u.learning.title);
+                break;
+            case SGMQ_KIND_RESPONSE:
+                snprintf (title, sizeof title, "Response to escalation %llu",
+                          (unsigned long long) body.u.response.to);
+                break;
+            case SGMQ_KIND_LEARNING_UPDATE:
+                snprintf (title, sizeof title, "%s held for learning alert %llu",
+                          body.u.learning_update.held == SGMQ_HELD_SESSION
+                          ? "Learning session" : "Reflection session",
+                          (unsigned long long) body.u.learning_update.alert);
+                break;
+            case SGMQ_KIND_REMINDER:
+                s_copy (title, sizeof title, body.u.reminder.title);
+                break;
+            default:
+                break;
+        }
+        s_copy (out->title, sizeof out->title, title);
+        item->title = *out->title ? out->title : NULL;
+    }
+    if (item->kind == SGMQ_KIND_ESCALATION) {
+        sgmq_store_escalation_t e;
+        if (sgmq_store_escalation_get (txn, d->seq, &e) == 0)
+            item->deadline = e.ack_by;
+    }
+    item->overdue = item->state != SGMQ_STATE_ACKNOWLEDGED && now > item->deadline;
+    return 0;
+}
+
+static void
+s_pending (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
+           const sgmq_principal_t *principal)
+{
+    sgmq_scope_t scope = cmd->u.pending.scope;
+    if (scope == SGMQ_SCOPE_ALL && !s_is_executive (principal)
+    &&  !sgmq_principal_has_role (principal, SGMQ_ROLE_AUDITOR | SGMQ_ROLE_ADMIN)) {
+        s_error (self, session, cmd->id, SGMQ_E_FORBIDDEN, "scope", "rule pending-all: "
+                 "only Executive members, auditors and admins see everyone's items");
+        return;
+    }
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (self->store, &rc);
+    if (!txn) {
+        s_error (self, session, cmd->id, SGMQ_E_UNAVAILABLE, NULL, "store: %s",
+                 sgmq_store_strerror (rc));
+        return;
+    }
+    size_t limit = cmd->u.pending.limit && cmd->u.pending.limit < S_PENDING_MAX
+                 ? cmd->u.pending.limit : S_PENDING_MAX;
+    s_pitem_t *items = calloc (limit + 1, sizeof *items);
+    sgmq_pending_item_t *wire = calloc (limit + 1, sizeof *wire);
+    size_t count = 0;
+    uint64_t next = 0, after = cmd->u.pending.after;
+    uint64_t now = sgmq_time_now ();
+    bool overdue_only = cmd->u.pending.overdue;
+    if (!items || !wire)
+        goto out_answer;
+    if (scope == SGMQ_SCOPE_MINE) {
+        //  `after` and `next` are sequence numbers.
+        sgmq_store_delivery_t d;
+        uint64_t cursor = after;
+        while ((rc = sgmq_store_unacked_next (txn, session->name, cursor, &d)) == 0) {
+            cursor = d.seq;
+            if (s_pending_item (self, txn, &d, now, &items [count]))
+                continue;
+            if (overdue_only && !items [count].item.overdue)
+                continue;
+            if (count == limit) {
+                next = items [count - 1].item.seq;
+                break;
+            }
+            count++;
+        }
+    }
+    else
+    if (scope == SGMQ_SCOPE_PUBLISHED) {
+        //  Whole messages per page: `after`/`next` are sequence numbers.
+        sgmq_store_query_t query = { .sender = session->name, .from_seq = after + 1 };
+        sgmq_store_iter_t *iter = sgmq_store_iter_new (txn, &query);
+        sgmq_store_record_t record;
+        while (iter && sgmq_store_iter_next (iter, &record) == 0) {
+            if (count && count + record.recipient_count > limit) {
+                next = items [count - 1].item.seq;
+                break;
+            }
+            //  Copy the names: reading deliveries and the message again for
+            //  each recipient replaces `record`'s memory.
+            uint64_t seq = record.seq;
+            uint32_t recipients = record.recipient_count;
+            char (*names) [SGMQ_PROTO_MAX_NAME + 1] = calloc (recipients + 1, sizeof *names);
+            for (uint32_t r = 0; names && r < recipients; r++)
+                s_copy (names [r], sizeof names [r], record.recipients [r]);
+            for (uint32_t r = 0; names && r < recipients && count < limit; r++) {
+                sgmq_store_delivery_t d;
+                if (sgmq_store_delivery (txn, names [r], seq, &d)
+                ||  s_pending_item (self, txn, &d, now, &items [count]))
+                    continue;
+                if (!overdue_only || items [count].item.overdue)
+                    count++;
+            }
+            free (names);
+        }
+        sgmq_store_iter_destroy (&iter);
+    }
+    else {
+        //  Everyone's, by (recipient, seq): `after`/`next` count items.
+        sgmq_store_delivery_t d;
+        char recipient [SGMQ_STORE_MAX_NAME + 1] = "";
+        uint64_t seq = 0, skipped = 0;
+        while ((rc = sgmq_store_unacked_all_next (txn, recipient, seq, &d)) == 0) {
+            s_copy (recipient, sizeof recipient, d.recipient);
+            seq = d.seq;
+            if (s_pending_item (self, txn, &d, now, &items [count]))
+                continue;
+            if (overdue_only && !items [count].item.overdue)
+                continue;
+            if (skipped < after) {
+                skipped++;
+                continue;
+            }
+            if (count == limit) {
+                next = after + count;
+                break;
+            }
+            count++;
+        }
+    }
+out_answer:
+    for (size_t i = 0; i < count; i++)
+        wire [i] = items [i].item;
+    sgmq_cmd_t answer = { .cmd = SGMQ_CMD_PENDING_ANSWER, .id = cmd->id };
+    answer.u.pending_answer.count = (uint32_t) count;
+    answer.u.pending_answer.items = wire;
+    answer.u.pending_answer.next = next;
+    if (items && wire)
+        s_reply (self, session, &answer);
+    else
+        s_error (self, session, cmd->id, SGMQ_E_INTERNAL, NULL, "out of memory");
+    free (items);
+    free (wire);
+    sgmq_store_read_end (&txn);
+}
+
+static void
+s_replay_start (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
+                const sgmq_principal_t *principal)
+{
+    if (!sgmq_principal_has_role (principal, SGMQ_ROLE_AUDITOR)) {
+        s_error (self, session, cmd->id, SGMQ_E_FORBIDDEN, NULL, "rule "
+                 "replay-auditors: only auditors may replay the history");
+        return;
+    }
+    if (session->replay) {
+        s_error (self, session, cmd->id, SGMQ_E_BUSY, NULL,
+                 "a replay is already running on this session");
+        return;
+    }
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (self->store, &rc);
+    uint64_t head = 0;
+    uint8_t hash [SGMQ_STORE_HASH_SIZE];
+    if (!txn || sgmq_store_head (txn, &head, hash)) {
+        sgmq_store_read_end (&txn);
+        s_error (self, session, cmd->id, SGMQ_E_UNAVAILABLE, NULL, "store unavailable");
+        return;
+    }
+    sgmq_store_read_end (&txn);
+    s_replay_t *replay = calloc (1, sizeof *replay);
+    if (!replay) {
+        s_error (self, session, cmd->id, SGMQ_E_INTERNAL, NULL, "out of memory");
+        return;
+    }
+    replay->request = cmd->id;
+    //  A snapshot: what was stored when the request came, no more.
+    replay->query.to_seq = cmd->u.replay.to && cmd->u.replay.to < head
+                         ? cmd->u.replay.to : head;
+    replay->query.since = cmd->u.replay.since;
+    replay->query.until = cmd->u.replay.until;
+    if (cmd->u.replay.group) {
+        s_copy (replay->group, sizeof replay->group, cmd->u.replay.group);
+        replay->query.group = replay->group;
+    }
+    if (cmd->u.replay.kind) {
+        s_copy (replay->kind, sizeof replay->kind, sgmq_proto_kind_name (cmd->u.replay.kind));
+        replay->query.kind = replay->kind;
+    }
+    replay->next = cmd->u.replay.from ? cmd->u.replay.from : 1;
+    session->replay = replay;
+    self->replays++;
+    s_log (S_LOG_INFO, "replay started name=\"%s\" from=%llu to=%llu",
+           session->name, (unsigned long long) replay->next,
+           (unsigned long long) replay->query.to_seq);
+}
+
+//  Send the replay's frame if it has one. 0 when sent (or nothing to
+//  send); -1 when the auditor's queue is full (the frame is kept).
+static int
+s_replay_send (sgmq_broker_t *self, s_session_t *session)
+{
+    s_replay_t *replay = session->replay;
+    if (sgmq_proto_writer_count (replay->out) == 0)
+        return 0;
+    if (s_send_raw (self, session->routing, session->routing_size,
+                    sgmq_proto_writer_data (replay->out),
+                    sgmq_proto_writer_size (replay->out))) {
+        if (errno == EAGAIN) {
+            replay->blocked = true;
+            return -1;
+        }
+        s_close_later (self, session);  //  gone
+        return -1;
+    }
+    replay->blocked = false;
+    sgmq_proto_writer_reset (replay->out);
+    return 0;
+}
+
+static void
+s_replay_end (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn)
+{
+    s_replay_t *replay = session->replay;
+    sgmq_cmd_t end = { .cmd = SGMQ_CMD_REPLAY_END, .id = replay->request };
+    end.u.replay_end.count = replay->count;
+    if (sgmq_store_head (txn, &end.u.replay_end.head_seq, end.u.replay_end.head_hash))
+        s_log (S_LOG_WARNING, "cannot read the chain head for a replay end");
+    sgmq_store_checkpoint_t checkpoint;
+    if (sgmq_store_checkpoint_get (txn, 0, &checkpoint) == 0) {
+        end.u.replay_end.has_checkpoint = true;
+        end.u.replay_end.checkpoint.seq = checkpoint.seq;
+        end.u.replay_end.checkpoint.time = checkpoint.time;
+        memcpy (end.u.replay_end.checkpoint.hash, checkpoint.hash, SGMQ_STORE_HASH_SIZE);
+        memcpy (end.u.replay_end.checkpoint.signature, checkpoint.signature,
+                SGMQ_STORE_SIG_SIZE);
+    }
+    if (sgmq_proto_write (replay->out, &end, NULL) == -1) {
+        if (s_replay_send (self, session))
+            return;             //  try again next turn
+        if (sgmq_proto_write (replay->out, &end, NULL))
+            return;
+    }
+    replay->ended = true;
+    s_log (S_LOG_INFO, "replay ended name=\"%s\" items=%llu", session->name,
+           (unsigned long long) replay->count);
+}
+
+static int
+s_ack_time_cmp (const void *a, const void *b)
+{
+    uint64_t x = ((const sgmq_ack_event_t *) a)->time;
+    uint64_t y = ((const sgmq_ack_event_t *) b)->time;
+    return (x > y) - (x < y);
+}
+
+//  One step of a session's replay: send what was waiting, then up to
+//  S_REPLAY_PER_TURN items, each frame as soon as it is full enough.
+static void
+s_replay_step (sgmq_broker_t *self, s_session_t *session)
+{
+    s_replay_t *replay = session->replay;
+    if (!replay->out && !(replay->out = sgmq_proto_writer_new ()))
+        return;
+    if (s_replay_send (self, session))
+        return;
+    if (replay->ended) {
+        sgmq_proto_writer_destroy (&replay->out);
+        free (replay);
+        session->replay = NULL;
+        return;
+    }
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (self->store, &rc);
+    if (!txn)
+        return;
+    sgmq_store_query_t query = replay->query;
+    query.from_seq = replay->next;
+    bool done = query.to_seq == 0 || query.from_seq > query.to_seq;
+    sgmq_store_iter_t *iter = done ? NULL : sgmq_store_iter_new (txn, &query);
+    static sgmq_ack_event_t acks [SGMQ_PROTO_MAX_ACKS];
+    static char keys [SGMQ_PROTO_MAX_ACKS][SGMQ_CERT_KEY_TEXT + 1];
+    for (size_t n = 0; iter && n < S_REPLAY_PER_TURN; n++) {
+        sgmq_store_record_t record;
+        rc = sgmq_store_iter_next (iter, &record);
+        if (rc) {
+            if (rc != SGMQ_STORE_E_NOT_FOUND)
+                s_log (S_LOG_ERROR, "replay stopped at seq %llu: %s",
+                       (unsigned long long) replay->next, sgmq_store_strerror (rc));
+            done = true;
+            break;
+        }
+        uint32_t ack_count = 0;
+        for (uint32_t r = 0; r < record.recipient_count && ack_count < SGMQ_PROTO_MAX_ACKS; r++) {
+            sgmq_store_delivery_t d;
+            if (sgmq_store_delivery (txn, record.recipients [r], record.seq, &d) == 0
+            &&  d.state == SGMQ_STORE_ACKED) {
+                s_copy (keys [ack_count], sizeof keys [ack_count], d.acked_key);
+                acks [ack_count] = (sgmq_ack_event_t) {
+                    .by = record.recipients [r], .key = keys [ack_count],
+                    .time = d.acked_at
+                };
+                ack_count++;
+            }
+        }
+        //  Oldest first, as PROTOCOL.md promises (recipients come by name).
+        qsort (acks, ack_count, sizeof *acks, s_ack_time_cmp);
+        sgmq_cmd_t item = { .cmd = SGMQ_CMD_REPLAY_ITEM, .id = replay->request };
+        item.u.replay_item.seq = record.seq;
+        item.u.replay_item.time = record.time;
+        item.u.replay_item.kind = (sgmq_kind_t) sgmq_proto_kind_parse (record.kind,
+                                                                       strlen (record.kind));
+        item.u.replay_item.from = record.sender;
+        item.u.replay_item.from_key = record.sender_key;
+        item.u.replay_item.agency = s_agency_of (self, record.sender, record.sender_key);
+        item.u.replay_item.groups = (sgmq_strlist_t) { record.group_count, record.groups };
+        item.u.replay_item.body = record.body;
+        item.u.replay_item.body_size = record.body_size;
+        memcpy (item.u.replay_item.hash, record.hash, SGMQ_STORE_HASH_SIZE);
+        memcpy (item.u.replay_item.prev, record.prev, SGMQ_STORE_HASH_SIZE);
+        item.u.replay_item.ack_count = ack_count;
+        item.u.replay_item.acks = acks;
+        rc = sgmq_proto_write (replay->out, &item, NULL);
+        if (rc == -1) {
+            if (s_replay_send (self, session))
+                break;          //  this item goes next turn
+            rc = sgmq_proto_write (replay->out, &item, NULL);
+        }
+        if (rc) {
+            s_log (S_LOG_ERROR, "cannot encode replay item %llu",
+                   (unsigned long long) record.seq);
+        }
+        replay->next = record.seq + 1;
+        replay->count += rc == 0;
+        if (sgmq_proto_writer_size (replay->out) >= S_REPLAY_FRAME
+        &&  s_replay_send (self, session))
+            break;
+        if (replay->next > query.to_seq) {
+            done = true;
+            break;
+        }
+    }
+    sgmq_store_iter_destroy (&iter);
+    if (done && !replay->blocked)
+        s_replay_end (self, session, txn);
+    if (!replay->blocked)
+        s_replay_send (self, session);
+    sgmq_store_read_end (&txn);
+}
+
+//  --------------------------------------------------------------------------
+//  Draining the ROUTER
+
+static s_work_t *
+s_work_add (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
+            const sgmq_principal_t *principal)
+{
+    if (S_RESERVE (self->work, self->work_capacity, self->work_count + 1))
+        return NULL;
+    s_work_t *work = &self->work [self->work_count++];
+    memset (work, 0, sizeof *work);
+    work->session = session;
+    work->cmd = cmd;
+    work->principal = principal;
+    return work;
+}
+
+//  Reads wait in their own list; they reuse s_work_t for its fields.
+static s_work_t *
+s_read_add (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
+            const sgmq_principal_t *principal);
+
+static sgmq_proto_frame_t *
+s_frame_slot (sgmq_broker_t *self)
+{
+    if (self->frame_count == self->frame_capacity) {
+        if (S_RESERVE (self->frames, self->frame_capacity, self->frame_count + 1))
+            return NULL;
+        for (size_t i = self->frame_count; i < self->frame_capacity; i++)
+            self->frames [i] = NULL;
+    }
+    sgmq_proto_frame_t **slot = &self->frames [self->frame_count];
+    if (!*slot)
+        *slot = sgmq_proto_frame_new ();
+    return *slot;
+}
+
+//  One frame from one peer. Returns the number of commands it held.
+static size_t
+s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
+                const uint8_t *data, size_t size, const char *key, bool multipart)
+{
+    self->frames_in++;
+    sgmq_proto_frame_t *frame = s_frame_slot (self);
+    if (!frame)
+        return 0;
+    if (multipart) {
+        s_error_to (self, routing, routing_size, 0, SGMQ_E_MALFORMED, NULL,
+                    "send each frame as a single-part message");
+        self->bad_frames++;
+        return 0;
+    }
+    sgmq_proto_error_t error;
+    if (sgmq_proto_decode (frame, data, size, &error)) {
+        s_error_to (self, routing, routing_size, 0, error.code, error.field,
+                    "%s", error.reason);
+        self->bad_frames++;
+        s_log (S_LOG_DEBUG, "bad frame key=%s size=%zu code=%d", key ? key : "?",
+               size, error.code);
+        return 0;
+    }
+    const sgmq_principal_t *principal = key ? s_principal (self, key) : NULL;
+    s_session_t *session = s_session_find (self, routing, routing_size);
+    bool retained = false;
+    size_t count = sgmq_proto_count (frame);
+    for (size_t i = 0; i < count; i++) {
+        const sgmq_cmd_t *cmd = sgmq_proto_cmd (frame, i, &error);
+        self->commands_in++;
+        if (!cmd) {
+            s_error_to (self, routing, routing_size, error.id, error.code, error.field,
+                        "%s", error.reason);
+            continue;
+        }
+        if (!principal) {
+            //  Revoked after this connection was made: refuse everything.
+            s_error_to (self, routing, routing_size, cmd->id, SGMQ_E_NOT_AUTHORISED,
+                        NULL, "your key is not admitted (revoked or unknown)");
+            continue;
+        }
+        if (cmd->cmd == SGMQ_CMD_HELLO) {
+            s_hello (self, routing, routing_size, key, principal, cmd->id);
+            session = s_session_find (self, routing, routing_size);
+            continue;
+        }
+        if (!session || strcmp (session->key, key) != 0) {
+            s_error_to (self, routing, routing_size, cmd->id, SGMQ_E_BAD_REQUEST,
+                        NULL, "no session: send HELLO first");
+            continue;
+        }
+        session->last_seen = s_mono ();
+        switch (cmd->cmd) {
+            case SGMQ_CMD_PING: {
+                sgmq_cmd_t pong = { .cmd = SGMQ_CMD_PONG, .id = cmd->id };
+                s_reply (self, session, &pong);
+                break;
+            }
+            case SGMQ_CMD_BYE:
+                s_close_later (self, session);
+                break;
+            case SGMQ_CMD_PUBLISH:
+            case SGMQ_CMD_ACK:
+            case SGMQ_CMD_SUBSCRIBE:
+                if (s_work_add (self, session, cmd, principal))
+                    retained = true;
+                break;
+            case SGMQ_CMD_PENDING:
+            case SGMQ_CMD_REPLAY:
+                if (s_read_add (self, session, cmd, principal))
+                    retained = true;
+                break;
+            default:
+                s_error (self, session, cmd->id, SGMQ_E_BAD_REQUEST, NULL,
+                         "%s is sent by the broker, not to it",
+                         sgmq_proto_cmd_name (cmd->cmd));
+                break;
+        }
+    }
+    //  Commands kept for later point into this frame: keep it for the turn.
+    if (retained)
+        self->frame_count++;
+    return count;
+}
+
+static void
+s_drain (sgmq_broker_t *self)
+{
+    void *handle = zsock_resolve (self->router);
+    size_t frames = 0, bytes = 0, commands = 0;
+    while (frames < S_DRAIN_FRAMES && bytes < S_DRAIN_BYTES && commands < S_DRAIN_COMMANDS) {
+        zmq_msg_t routing, payload;
+        zmq_msg_init (&routing);
+        if (zmq_msg_recv (&routing, handle, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&routing);
+            break;
+        }
+        zmq_msg_init (&payload);
+        bool got = zmq_msg_more (&routing) && zmq_msg_recv (&payload, handle, 0) >= 0;
+        bool multipart = got && zmq_msg_more (&payload);
+        //  Parts beyond the first are read and dropped.
+        while (multipart) {
+            zmq_msg_t extra;
+            zmq_msg_init (&extra);
+            int more = zmq_msg_recv (&extra, handle, 0) >= 0 && zmq_msg_more (&extra);
+            zmq_msg_close (&extra);
+            if (!more)
+                break;
+        }
+        if (got && zmq_msg_size (&routing) <= 255) {
+            const char *key = zmq_msg_gets (&payload, "User-Id");
+            commands += s_handle_frame (self, zmq_msg_data (&routing), zmq_msg_size (&routing),
+                                        zmq_msg_data (&payload), zmq_msg_size (&payload),
+                                        key, multipart);
+            bytes += zmq_msg_size (&payload);
+        }
+        frames++;
+        zmq_msg_close (&payload);
+        zmq_msg_close (&routing);
+    }
+}
+
+static s_work_t *
+s_read_add (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
+            const sgmq_principal_t *principal)
+{
+    if (S_RESERVE (self->reads, self->read_capacity, self->read_count + 1))
+        return NULL;
+    s_work_t *work = &self->reads [self->read_count++];
+    memset (work, 0, sizeof *work);
+    work->session = session;
+    work->cmd = cmd;
+    work->principal = principal;
+    return work;
+}
+
+static void
+s_close_later (sgmq_broker_t *self, s_session_t *session)
+{
+    if (!session->closing) {
+        session->closing = true;
+        zlistx_add_end (self->closing, session);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Housekeeping: rescans, expiry, redelivery scan, checkpoints
+
+static void
+s_housekeeping (sgmq_broker_t *self)
+{
+    int64_t now = s_mono ();
+    if (now >= self->next_registry_scan) {
+        s_registry_rescan (self);
+        self->next_registry_scan = now + S_REGISTRY_SCAN_MS;
+    }
+    self->due_count = 0;
+    if (now >= self->next_redeliver_scan) {
+        int64_t timeout = (int64_t) sgmq_config_duration (self->config,
+                                                          SGMQ_OPT_SESSION_TIMEOUT).amount;
+        bool busy = false;
+        for (s_session_t *session = zhashx_first (self->sessions); session;
+             session = zhashx_next (self->sessions)) {
+            if (now - session->last_seen > timeout) {
+                s_close_later (self, session);
+                continue;
+            }
+            busy |= session->inflight_count > 0;
+            if (session->next_due <= now
+            &&  S_RESERVE (self->due, self->due_capacity, self->due_count + 1) == 0)
+                self->due [self->due_count++] = session;
+        }
+        self->next_redeliver_scan = now + (busy ? S_REDELIVER_SCAN_MS : S_IDLE_POLL_MS);
+    }
+    if (now >= self->next_checkpoint) {
+        int rc = sgmq_store_checkpoint (self->store);
+        if (rc && rc != SGMQ_STORE_E_INVALID)
+            s_log (S_LOG_WARNING, "checkpoint not written: %s", sgmq_store_strerror (rc));
+        self->next_checkpoint = now
+            + (int64_t) sgmq_config_duration (self->config, SGMQ_OPT_CHECKPOINT).amount;
+    }
+}
+
+static long
+s_poll_timeout (sgmq_broker_t *self)
+{
+    int64_t now = s_mono ();
+    int64_t wake = now + S_IDLE_POLL_MS;
+    if (self->next_registry_scan < wake)
+        wake = self->next_registry_scan;
+    if (self->next_redeliver_scan < wake)
+        wake = self->next_redeliver_scan;
+    if (self->next_checkpoint < wake)
+        wake = self->next_checkpoint;
+    if (self->next_store_timer) {
+        uint64_t wall = sgmq_time_now ();
+        int64_t in = self->next_store_timer > wall
+                   ? (int64_t) (self->next_store_timer - wall) : 0;
+        if (now + in < wake)
+            wake = now + in;
+    }
+    if (self->any_blocked && now + S_BLOCKED_POLL_MS < wake)
+        wake = now + S_BLOCKED_POLL_MS;
+    if (self->replay_more)
+        wake = now;
+    return wake > now ? (long) (wake - now) : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  One turn
+
+static void
+s_flush (sgmq_broker_t *self)
+{
+    for (s_session_t *session = zlistx_first (self->dirty); session;
+         session = zlistx_next (self->dirty)) {
+        session->dirty = false;
+        s_send_frame (self, session);
+    }
+    zlistx_purge (self->dirty);
+}
+
+static void
+s_end_turn (sgmq_broker_t *self)
+{
+    for (size_t i = 0; i < self->work_count; i++)
+        free (self->work [i].body);
+    for (size_t i = 0; i < self->internal_count; i++)
+        free (self->internal [i].body);
+    self->work_count = self->read_count = self->internal_count = 0;
+    self->effect_count = self->touched_count = self->due_count = 0;
+    self->frame_count = 0;
+    for (s_session_t *session = zlistx_first (self->closing); session;
+         session = zlistx_next (self->closing))
+        s_session_drop (self, session, session->replay ? "closed during replay"
+                                                       : "closed");
+    zlistx_purge (self->closing);
+}
+
+static void
+s_turn (sgmq_broker_t *self)
+{
+    zmq_pollitem_t items [] = {
+        { zsock_resolve (self->router), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (self->zap), 0, ZMQ_POLLIN, 0 },
+        { NULL, self->signal_pipe [0], ZMQ_POLLIN, 0 }
+    };
+    int rc = zmq_poll (items, 3, s_poll_timeout (self));
+    if (rc < 0 && errno != EINTR) {
+        s_log (S_LOG_ERROR, "poll failed: %s", zmq_strerror (errno));
+        self->stop = 1;
+        return;
+    }
+    if (self->stop)
+        return;
+    if (items [1].revents & ZMQ_POLLIN)
+        s_zap_serve (self);
+    s_housekeeping (self);
+    s_drain (self);
+    bool timers_due = self->next_store_timer
+                   && self->next_store_timer <= sgmq_time_now ();
+    if (self->work_count || self->due_count || timers_due) {
+        rc = self->broken ? SGMQ_STORE_E_BROKEN
+                          : sgmq_store_write (self->store, s_batch, self);
+        s_apply (self, rc);
+    }
+    for (size_t i = 0; i < self->read_count; i++) {
+        s_work_t *read = &self->reads [i];
+        if (read->cmd->cmd == SGMQ_CMD_PENDING)
+            s_pending (self, read->session, read->cmd, read->principal);
+        else
+            s_replay_start (self, read->session, read->cmd, read->principal);
+    }
+    //  Replays go after the answers, so a quick question is not stuck
+    //  behind a long history.
+    s_flush (self);
+    self->any_blocked = self->replay_more = false;
+    for (s_session_t *session = self->replays ? zhashx_first (self->sessions) : NULL;
+         session; session = zhashx_next (self->sessions))
+        if (session->replay && !session->closing) {
+            s_replay_step (self, session);
+            if (!session->replay)
+                self->replays--;
+            else
+            if (session->replay->blocked)
+                self->any_blocked = true;
+            else
+                self->replay_more = true;
+        }
+    s_end_turn (self);
+}
+
+//  --------------------------------------------------------------------------
+//  Life cycle
+
+static void
+s_on_signal (int signum)
+{
+    (void) signum;
+    if (s_signalled) {
+        s_signalled->stop = 1;
+        int saved = errno;
+        ssize_t ignored = write (s_signalled->signal_pipe [1], "", 1);
+        (void) ignored;
+        errno = saved;
+    }
+}
+
+//  Everything a deployment needs before binding, checked in order; the
+//  first problem ends it with a one-line reason naming the file.
+typedef struct {
+    sgmq_config_t *config;
+    sgmq_cert_t *cert;
+    sgmq_registry_t *registry;
+    uint8_t registry_sig [SGMQ_REGISTRY_SIG_SIZE];
+    sgmq_store_t *store;
+    int lock;                   //  flock on the data directory; -1: none
+} s_deployment_t;
+
+static void
+s_deployment_close (s_deployment_t *d)
+{
+    sgmq_store_close (&d->store);
+    if (d->lock >= 0)
+        close (d->lock);
+    d->lock = -1;
+    sgmq_registry_destroy (&d->registry);
+    sgmq_cert_destroy (&d->cert);
+    sgmq_config_destroy (&d->config);
+}
+
+static int
+s_deployment_open (s_deployment_t *d, const char *config_path, char *error)
+{
+    memset (d, 0, sizeof *d);
+    d->lock = -1;
+    char why [SGMQ_CONFIG_ERROR_SIZE];
+    d->config = sgmq_config_load (config_path, why);
+    if (!d->config) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s", why);
+        return -1;
+    }
+    const char *cert_path = sgmq_config_str (d->config, SGMQ_OPT_CERT);
+    d->cert = sgmq_cert_load (cert_path, why);
+    if (!d->cert) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s", why);
+        goto out_fail;
+    }
+    if (!sgmq_cert_secret_key (d->cert)) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s: not a secret certificate "
+                  "(it has no secret-key)", cert_path);
+        goto out_fail;
+    }
+    uint8_t storage_key [SGMQ_KEYFILE_STORAGE_KEY_SIZE];
+    uint8_t signing_key [SGMQ_KEYFILE_SIGN_SK_SIZE];
+    uint32_t key_id = 0;
+    if (sgmq_keyfile_read_storage (sgmq_config_str (d->config, SGMQ_OPT_STORAGE_KEY),
+                                   &key_id, storage_key, why)
+    ||  sgmq_keyfile_read_signing (sgmq_config_str (d->config, SGMQ_OPT_SIGNING_KEY),
+                                   signing_key, why)) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s", why);
+        sodium_memzero (storage_key, sizeof storage_key);
+        goto out_fail;
+    }
+    const char *certs = sgmq_config_str (d->config, SGMQ_OPT_CERTS);
+    if (sgmq_registry_signature (certs, d->registry_sig) == 0)
+        d->registry = sgmq_registry_load (certs, sgmq_config_group_ids (d->config),
+                                          sgmq_config_group_count (d->config), why);
+    if (!d->registry) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s: cannot read the certs "
+                  "directory: %s", certs, strerror (errno));
+        goto out_wipe;
+    }
+    const char *data = sgmq_config_str (d->config, SGMQ_OPT_DATA);
+    struct stat st;
+    if (stat (data, &st) != 0 && mkdir (data, 0700) != 0) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s: cannot create the data "
+                  "directory: %s", data, strerror (errno));
+        goto out_wipe;
+    }
+    //  LMDB lets two processes write one store; two brokers would both
+    //  number messages. One broker per data directory, held by a lock.
+    char lock_path [4200];
+    snprintf (lock_path, sizeof lock_path, "%s/%s", data, S_LOCK_FILE);
+    d->lock = open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (d->lock < 0 || flock (d->lock, LOCK_EX | LOCK_NB) != 0) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%.400s: %s", lock_path,
+                  d->lock < 0 ? strerror (errno)
+                              : "another broker is using this data directory");
+        goto out_wipe;
+    }
+    sgmq_store_options_t options = {
+        .storage_key = storage_key, .key_id = key_id, .signing_key = signing_key,
+        .map_size_max = (size_t) sgmq_config_int (d->config, SGMQ_OPT_MAP_SIZE_MAX)
+    };
+    int rc = 0;
+    d->store = sgmq_store_open (data, &options, &rc, why, sizeof why);
+    if (!d->store) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s", why);
+        goto out_wipe;
+    }
+    sodium_memzero (storage_key, sizeof storage_key);
+    sodium_memzero (signing_key, sizeof signing_key);
+    return 0;
+
+out_wipe:
+    sodium_memzero (storage_key, sizeof storage_key);
+    sodium_memzero (signing_key, sizeof signing_key);
+out_fail:
+    s_deployment_close (d);
+    return -1;
+}
+
+int
+sgmq_broker_check (const char *config_path, char *error)
+{
+    s_deployment_t d;
+    if (s_deployment_open (&d, config_path, error))
+        return -1;
+    for (size_t i = 0; i < sgmq_registry_problem_count (d.registry); i++)
+        fprintf (stderr, "warning: certificate rejected: %s\n",
+                 sgmq_registry_problem (d.registry, i));
+    s_deployment_close (&d);
+    return 0;
+}
+
+static int
+s_bind (sgmq_broker_t *self, char *error)
+{
+    //  ZAP first: a CURVE socket that binds before its handler exists
+    //  would meet its first clients with no one to ask.
+    self->zap = zsock_new (ZMQ_REP);
+    if (!self->zap || zsock_bind (self->zap, S_ZAP_ENDPOINT) != 0) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "cannot start the ZAP handler: %s",
+                  zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    self->router = zsock_new (ZMQ_ROUTER);
+    if (!self->router) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "cannot create the socket");
+        return -1;
+    }
+    void *handle = zsock_resolve (self->router);
+    int one = 1;
+    int64_t max_frame = sgmq_config_int (self->config, SGMQ_OPT_MAX_FRAME);
+    int heartbeat = (int) sgmq_config_duration (self->config, SGMQ_OPT_HEARTBEAT).amount;
+    int timeout = (int) sgmq_config_duration (self->config, SGMQ_OPT_SESSION_TIMEOUT).amount;
+    if (sgmq_cert_apply_server (self->cert, handle)
+    ||  zmq_setsockopt (handle, ZMQ_ZAP_DOMAIN, S_ZAP_DOMAIN, strlen (S_ZAP_DOMAIN))
+    ||  zmq_setsockopt (handle, S_ZMQ_ZAP_ENFORCE_DOMAIN, &one, sizeof one)
+    ||  zmq_setsockopt (handle, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame)
+    ||  zmq_setsockopt (handle, ZMQ_ROUTER_MANDATORY, &one, sizeof one)) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "cannot secure the socket: %s",
+                  zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    zsock_set_rcvhwm (self->router, S_RCVHWM);
+    zsock_set_sndhwm (self->router, S_SNDHWM);
+    zsock_set_handshake_ivl (self->router, S_HANDSHAKE_MS);
+    zsock_set_heartbeat_ivl (self->router, heartbeat);
+    zsock_set_heartbeat_timeout (self->router, timeout);
+    zsock_set_linger (self->router, S_LINGER_MS);
+    const char *endpoint = sgmq_config_str (self->config, SGMQ_OPT_ENDPOINT);
+    if (zsock_bind (self->router, "%s", endpoint) < 0) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s: cannot listen on %s: %s",
+                  sgmq_config_origin (self->config), endpoint, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    char *bound = zsock_last_endpoint (self->router);
+    s_copy (self->endpoint, sizeof self->endpoint, bound ? bound : endpoint);
+    free (bound);
+    return 0;
+}
+
+sgmq_broker_t *
+sgmq_broker_new (const char *config_path, char *error)
+{
+    sgmq_broker_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "out of memory");
+        return NULL;
+    }
+    self->signal_pipe [0] = self->signal_pipe [1] = -1;
+    self->lock = -1;
+    s_deployment_t d;
+    if (s_deployment_open (&d, config_path, error)) {
+        free (self);
+        return NULL;
+    }
+    self->config = d.config;
+    self->cert = d.cert;
+    self->registry = d.registry;
+    self->store = d.store;
+    self->lock = d.lock;
+    memcpy (self->registry_sig, d.registry_sig, sizeof self->registry_sig);
+    const char *level = sgmq_config_str (self->config, SGMQ_OPT_LOG_LEVEL);
+    for (int i = S_LOG_ERROR; i <= S_LOG_DEBUG; i++)
+        if (strcmp (level, s_level_names [i]) == 0)
+            s_log_level = (s_level_t) i;
+    s_registry_log_problems (self->registry);
+    self->config_path = strdup (config_path);
+    self->sessions = zhashx_new ();
+    self->by_name = zhashx_new ();
+    self->dirty = zlistx_new ();
+    self->closing = zlistx_new ();
+    self->body_frame = sgmq_proto_frame_new ();
+    self->scratch_writer = sgmq_proto_writer_new ();
+    self->internal = calloc (S_TIMERS_PER_TURN, sizeof *self->internal);
+    self->internal_capacity = S_TIMERS_PER_TURN;
+    if (!self->config_path || !self->sessions || !self->by_name || !self->dirty
+    ||  !self->closing || !self->body_frame || !self->scratch_writer || !self->internal
+    ||  pipe (self->signal_pipe) != 0) {
+        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "out of memory");
+        sgmq_broker_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) s_session_free);
+    zhashx_set_destructor (self->by_name, (zhashx_destructor_fn *) zlistx_destroy);
+    fcntl (self->signal_pipe [0], F_SETFL, O_NONBLOCK);
+    fcntl (self->signal_pipe [1], F_SETFL, O_NONBLOCK);
+    //  Before binding: a SIGTERM that comes as soon as clients can connect
+    //  must still stop the broker cleanly.
+    s_signalled = self;
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_signal;
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+    if (s_bind (self, error)) {
+        sgmq_broker_destroy (&self);
+        return NULL;
+    }
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (self->store, &rc);
+    sgmq_store_timer_t timer;
+    uint64_t head = 0;
+    uint8_t hash [SGMQ_STORE_HASH_SIZE];
+    if (txn && sgmq_store_timer_first (txn, 0, &timer) == 0)
+        self->next_store_timer = timer.due;
+    if (txn)
+        sgmq_store_head (txn, &head, hash);
+    sgmq_store_read_end (&txn);
+    int64_t now = s_mono ();
+    self->next_checkpoint = now
+        + (int64_t) sgmq_config_duration (self->config, SGMQ_OPT_CHECKPOINT).amount;
+    self->next_registry_scan = now + S_REGISTRY_SCAN_MS;
+    self->next_redeliver_scan = now;
+    s_log (S_LOG_INFO, "listening on %s principals=%zu messages=%llu",
+           self->endpoint, sgmq_registry_size (self->registry),
+           (unsigned long long) head);
+    return self;
+}
+
+const char *
+sgmq_broker_endpoint (sgmq_broker_t *self)
+{
+    return self->endpoint;
+}
+
+void
+sgmq_broker_stop (sgmq_broker_t *self)
+{
+    s_on_signal (0);
+    self->stop = 1;
+}
+
+int
+sgmq_broker_run (sgmq_broker_t *self)
+{
+    while (!self->stop && !self->broken)
+        s_turn (self);
+    s_flush (self);
+    s_log (self->broken ? S_LOG_ERROR : S_LOG_INFO, "stopping%s: frames=%llu "
+           "commands=%llu bad-frames=%llu commits=%llu refused=%llu",
+           self->broken ? " (the store broke)" : "",
+           (unsigned long long) self->frames_in, (unsigned long long) self->commands_in,
+           (unsigned long long) self->bad_frames, (unsigned long long) self->commits,
+           (unsigned long long) self->refused);
+    return self->broken ? -1 : 0;
+}
+
+void
+sgmq_broker_destroy (sgmq_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sgmq_broker_t *self = *self_p;
+    if (s_signalled == self)
+        s_signalled = NULL;
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->zap);
+    zhashx_destroy (&self->by_name);
+    zhashx_destroy (&self->sessions);
+    zlistx_destroy (&self->dirty);
+    zlistx_destroy (&self->closing);
+    for (size_t i = 0; i < self->frame_capacity; i++)
+        sgmq_proto_frame_destroy (&self->frames [i]);
+    free (self->frames);
+    free (self->work);
+    free (self->reads);
+    free (self->internal);
+    free (self->effects);
+    free (self->touched);
+    free (self->due);
+    sgmq_proto_frame_destroy (&self->body_frame);
+    sgmq_proto_writer_destroy (&self->scratch_writer);
+    //  Closing the store signs a final checkpoint of the chain head.
+    sgmq_store_close (&self->store);
+    if (self->lock >= 0)
+        close (self->lock);
+    sgmq_registry_destroy (&self->registry);
+    sgmq_cert_destroy (&self->cert);
+    sgmq_config_destroy (&self->config);
+    if (self->signal_pipe [0] >= 0)
+        close (self->signal_pipe [0]);
+    if (self->signal_pipe [1] >= 0)
+        close (self->signal_pipe [1]);
+    free (self->config_path);
+    free (self);
+    *self_p = NULL;
+}
