@@ -1,0 +1,394 @@
+/*  End-to-end: who gets in. A known key is admitted and told its identity;
+    unknown keys, NULL and PLAIN clients are refused; client-supplied
+    metadata changes nothing; removing a cert refuses new connections and
+    every later request of an open one; a cert replaced in place (same
+    size, same second) takes effect; bad deployments stop the broker at
+    start with one line naming the file and the problem. */
+#include "e2e.h"
+#include "sgmq_cert.h"
+#include "sgmq_proto.h"
+
+#include <czmq.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    e2e_t *e2e;
+    char *police;               //  publisher in exploitation
+    char *chair;                //  member of executive
+} s_fixture_t;
+
+static int
+s_setup (void **state)
+{
+    s_fixture_t *f = calloc (1, sizeof *f);
+    f->e2e = e2e_new ("auth", NULL);
+    f->police = e2e_principal (f->e2e, "police.cert", "Police case system",
+                               "Metropolitan Police", "publisher", "exploitation");
+    f->chair = e2e_principal (f->e2e, "chair.cert", "Executive member (ICB)",
+                              "Integrated Care Board", "member", "executive");
+    assert_int_equal (e2e_start (f->e2e, NULL), 0);
+    *state = f;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    s_fixture_t *f = *state;
+    e2e_destroy (&f->e2e);
+    free (f->police);
+    free (f->chair);
+    free (f);
+    return 0;
+}
+
+static void
+test_known_key_gets_its_identity (void **state)
+{
+    s_fixture_t *f = *state;
+    sgmq_client_t *client = e2e_connect (f->e2e, f->police);
+    assert_string_equal (sgmq_client_name (client), "Police case system");
+    assert_string_equal (sgmq_client_agency (client), "Metropolitan Police");
+    assert_int_equal (sgmq_client_roles (client)->count, 1);
+    assert_string_equal (sgmq_client_roles (client)->items [0], "publisher");
+    assert_int_equal (sgmq_client_groups (client)->count, 1);
+    assert_string_equal (sgmq_client_groups (client)->items [0], "exploitation");
+    sgmq_client_destroy (&client);
+
+    char *out = NULL;
+    int rc = e2e_cli (f->e2e, f->chair, NULL, &out, NULL, "whoami", "--json", NULL);
+    assert_int_equal (rc, 0);
+    assert_non_null (strstr (out, "\"name\":\"Executive member (ICB)\""));
+    assert_non_null (strstr (out, "\"agency\":\"Integrated Care Board\""));
+    assert_non_null (strstr (out, "\"roles\":[\"member\"]"));
+    assert_non_null (strstr (out, "\"groups\":[\"executive\"]"));
+    free (out);
+}
+
+static void
+test_unknown_key_is_refused (void **state)
+{
+    s_fixture_t *f = *state;
+    //  A cert that exists, but was never admitted.
+    char *dir = testutil_tmpdir ("stranger");
+    char path [512], secret [520], error [SGMQ_CERT_ERROR_SIZE];
+    snprintf (path, sizeof path, "%s/stranger.cert", dir);
+    snprintf (secret, sizeof secret, "%s_secret", path);
+    sgmq_cert_t *cert = sgmq_cert_new ();
+    assert_int_equal (sgmq_cert_set_meta (cert, "name", "Executive member (ICB)", error), 0);
+    assert_int_equal (sgmq_cert_save (cert, path, error), 0);
+    sgmq_cert_destroy (&cert);
+
+    int64_t start = testutil_now_ms ();
+    sgmq_error_t err;
+    sgmq_client_t *client = e2e_client (f->e2e, secret, &err);
+    assert_null (client);
+    assert_int_equal (err.code, SGMQ_E_NOT_AUTHORISED);
+    //  Refused at the handshake, not by a timeout.
+    assert_true (testutil_now_ms () - start < testutil_ms (3000));
+
+    char *out = NULL, *errtext = NULL;
+    int rc = e2e_cli (f->e2e, secret, NULL, &out, &errtext, "whoami", NULL);
+    assert_int_equal (rc, 3);
+    assert_non_null (strstr (errtext, "not authorised"));
+    free (out);
+    free (errtext);
+    testutil_rmtree (dir);
+    free (dir);
+}
+
+//  Send a HELLO over a socket set up by the caller; true if anything at
+//  all comes back within `ms`.
+static bool
+s_raw_hello_answered (zsock_t *sock, const char *endpoint, int ms)
+{
+    assert_int_equal (zsock_connect (sock, "%s", endpoint), 0);
+    sgmq_proto_writer_t *writer = sgmq_proto_writer_new ();
+    sgmq_cmd_t hello = { .cmd = SGMQ_CMD_HELLO, .id = 1 };
+    assert_int_equal (sgmq_proto_write (writer, &hello, NULL), 0);
+    zframe_t *frame = zframe_new (sgmq_proto_writer_data (writer),
+                                  sgmq_proto_writer_size (writer));
+    zframe_send (&frame, sock, ZFRAME_DONTWAIT);
+    sgmq_proto_writer_destroy (&writer);
+    zpoller_t *poller = zpoller_new (sock, NULL);
+    bool answered = zpoller_wait (poller, (int) testutil_ms (ms)) != NULL;
+    zpoller_destroy (&poller);
+    return answered;
+}
+
+static void
+test_null_and_plain_clients_are_refused (void **state)
+{
+    s_fixture_t *f = *state;
+    zsock_t *null_client = zsock_new (ZMQ_DEALER);
+    assert_false (s_raw_hello_answered (null_client, f->e2e->endpoint, 1500));
+    zsock_destroy (&null_client);
+
+    zsock_t *plain_client = zsock_new (ZMQ_DEALER);
+    zsock_set_plain_username (plain_client, "Executive member (ICB)");
+    zsock_set_plain_password (plain_client, "guess");
+    assert_false (s_raw_hello_answered (plain_client, f->e2e->endpoint, 1500));
+    zsock_destroy (&plain_client);
+
+    //  And the broker still serves the well-behaved.
+    sgmq_client_t *client = e2e_connect (f->e2e, f->chair);
+    sgmq_client_destroy (&client);
+}
+
+static void
+test_client_metadata_changes_nothing (void **state)
+{
+    s_fixture_t *f = *state;
+    //  A CURVE client with the police key that claims, in its own ZMTP
+    //  metadata, to be the Executive member.
+    char error [SGMQ_CERT_ERROR_SIZE];
+    sgmq_cert_t *cert = sgmq_cert_load (f->police, error);
+    sgmq_cert_t *server = sgmq_cert_load (f->e2e->server_cert, error);
+    assert_non_null (cert);
+    assert_non_null (server);
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    assert_int_equal (sgmq_cert_apply_client (cert, sock, sgmq_cert_public_key (server)), 0);
+    zsock_set_metadata (sock, "X-name:Executive member (ICB)");
+    assert_int_equal (zsock_connect (sock, "%s", f->e2e->endpoint), 0);
+    sgmq_proto_writer_t *writer = sgmq_proto_writer_new ();
+    sgmq_cmd_t hello = { .cmd = SGMQ_CMD_HELLO, .id = 9 };
+    assert_int_equal (sgmq_proto_write (writer, &hello, NULL), 0);
+    zframe_t *frame = zframe_new (sgmq_proto_writer_data (writer),
+                                  sgmq_proto_writer_size (writer));
+    assert_int_equal (zframe_send (&frame, sock, 0), 0);
+    zsock_set_rcvtimeo (sock, (int) testutil_ms (5000));
+    zframe_t *reply = zframe_recv (sock);
+    assert_non_null (reply);
+    sgmq_proto_frame_t *decoded = sgmq_proto_frame_new ();
+    sgmq_proto_error_t perror;
+    assert_int_equal (sgmq_proto_decode (decoded, zframe_data (reply), zframe_size (reply),
+                                         &perror), 0);
+    const sgmq_cmd_t *welcome = sgmq_proto_cmd (decoded, 0, &perror);
+    assert_non_null (welcome);
+    assert_int_equal (welcome->cmd, SGMQ_CMD_WELCOME);
+    assert_int_equal (welcome->id, 9);
+    assert_string_equal (welcome->u.welcome.name, "Police case system");
+    sgmq_proto_frame_destroy (&decoded);
+    zframe_destroy (&reply);
+    sgmq_proto_writer_destroy (&writer);
+    zsock_destroy (&sock);
+    sgmq_cert_destroy (&cert);
+    sgmq_cert_destroy (&server);
+}
+
+//  Keep trying to connect until the outcome is `admitted` (or the
+//  deadline passes); true if it became so in time.
+static bool
+s_becomes (e2e_t *e2e, const char *cert, bool admitted, int ms)
+{
+    int64_t deadline = testutil_now_ms () + testutil_ms (ms);
+    while (testutil_now_ms () < deadline) {
+        sgmq_error_t error;
+        sgmq_client_t *client = e2e_client (e2e, cert, &error);
+        bool in = client != NULL;
+        sgmq_client_destroy (&client);
+        if (in == admitted)
+            return true;
+        assert_true (in || error.code == SGMQ_E_NOT_AUTHORISED);
+    }
+    return false;
+}
+
+static void
+test_removed_cert_is_revoked_within_two_seconds (void **state)
+{
+    s_fixture_t *f = *state;
+    char *revokee = e2e_principal (f->e2e, "revokee.cert", "Education forum member",
+                                   "A primary school", "member,publisher",
+                                   "education-forum");
+    assert_true (s_becomes (f->e2e, revokee, true, 2000));
+    sgmq_client_t *open = e2e_connect (f->e2e, revokee);
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_ping (open, &error), 0);
+
+    char admitted [1024];
+    snprintf (admitted, sizeof admitted, "%s/certs/revokee.cert", f->e2e->dir);
+    int64_t removed = testutil_now_ms ();
+    assert_int_equal (unlink (admitted), 0);
+    assert_true (s_becomes (f->e2e, revokee, false, 2000));
+    assert_true (testutil_now_ms () - removed <= testutil_ms (2000));
+
+    //  The connection made before the removal: every request refused.
+    assert_int_equal (sgmq_client_ping (open, &error), -1);
+    assert_int_equal (error.code, SGMQ_E_NOT_AUTHORISED);
+    assert_int_equal (e2e_escalate_code (open, "education-forum"), SGMQ_E_NOT_AUTHORISED);
+    sgmq_client_destroy (&open);
+    free (revokee);
+}
+
+static void
+test_cert_replaced_in_place_takes_effect (void **state)
+{
+    s_fixture_t *f = *state;
+    char *first = e2e_principal (f->e2e, "swap.cert", "Rapid review member",
+                                 "Integrated Care Board", "member", "rapid-review-panel");
+    assert_true (s_becomes (f->e2e, first, true, 2000));
+    //  A second key with the same metadata, written over the first in
+    //  place: same inode, same size, within the same second.
+    char *second = e2e_principal (f->e2e, "swap2.cert", "Rapid review member",
+                                  "Integrated Care Board", "member", "rapid-review-panel");
+    char admitted [1024], other [1024];
+    snprintf (admitted, sizeof admitted, "%s/certs/swap.cert", f->e2e->dir);
+    snprintf (other, sizeof other, "%s/certs/swap2.cert", f->e2e->dir);
+    size_t size_a = 0, size_b = 0;
+    char *text_a = testutil_read_file (admitted, &size_a);
+    char *text_b = testutil_read_file (other, &size_b);
+    assert_int_equal (unlink (other), 0);
+    //  Same size unless the generation stamps fell in different seconds.
+    FILE *file = fopen (admitted, "r+");
+    assert_non_null (file);
+    assert_int_equal (fwrite (text_b, 1, size_b, file), size_b);
+    fclose (file);
+    if (size_b < size_a)
+        assert_int_equal (truncate (admitted, (off_t) size_b), 0);
+    assert_true (s_becomes (f->e2e, first, false, 2000));
+    assert_true (s_becomes (f->e2e, second, true, 2000));
+    free (text_a);
+    free (text_b);
+    free (first);
+    free (second);
+}
+
+//  Start the broker on a broken deployment: it must exit non-zero with
+//  one line that names `file` and contains `problem`.
+static void
+s_expect_start_failure (e2e_t *e2e, const char *file, const char *problem)
+{
+    int status = 0;
+    assert_int_equal (e2e_start (e2e, &status), -1);
+    assert_int_not_equal (status, 0);
+    char *log = e2e_log (e2e);
+    assert_non_null (log);
+    //  Exactly one line.
+    char *newline = strchr (log, '\n');
+    assert_non_null (newline);
+    assert_int_equal (newline [1], 0);
+    if (!strstr (log, file) || !strstr (log, problem))
+        fprintf (stderr, "expected '%s' and '%s' in: %s", file, problem, log);
+    assert_non_null (strstr (log, file));
+    assert_non_null (strstr (log, problem));
+    free (log);
+}
+
+static void
+s_write (const char *dir, const char *name, const char *text)
+{
+    char path [1024];
+    snprintf (path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal (testutil_write_file (path, text, strlen (text)), 0);
+}
+
+static void
+s_chmod (const char *dir, const char *name, mode_t mode)
+{
+    char path [1024];
+    snprintf (path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal (chmod (path, mode), 0);
+}
+
+static void
+test_bad_deployments_stop_the_broker (void **state)
+{
+    (void) state;
+    e2e_t *e2e = e2e_new ("badcfg", NULL);
+    char *good = testutil_read_file (e2e->config, NULL);
+
+    s_write (e2e->dir, "sgmq.cfg", "sgmq\n  endpoint = \"tcp://127.0.0.1:*\"\n");
+    s_expect_start_failure (e2e, "sgmq.cfg:2", "indent");
+
+    s_write (e2e->dir, "sgmq.cfg", good);
+    e2e_config_set (e2e, "limits/window", "0");
+    s_expect_start_failure (e2e, "sgmq.cfg", "limits/window must be from 1");
+
+    s_write (e2e->dir, "sgmq.cfg", good);
+    e2e_config_set (e2e, "limits/bogus", "1");
+    s_expect_start_failure (e2e, "sgmq.cfg", "unknown option 'bogus'");
+
+    s_write (e2e->dir, "sgmq.cfg", good);
+    e2e_config_set (e2e, "rules/learning-groups", "no-such-group");
+    s_expect_start_failure (e2e, "sgmq.cfg", "unknown group 'no-such-group'");
+
+    s_write (e2e->dir, "sgmq.cfg", good);
+    s_chmod (e2e->dir, "broker.cert_secret", 0644);
+    s_expect_start_failure (e2e, "broker.cert_secret", "readable by group or others");
+    s_chmod (e2e->dir, "broker.cert_secret", 0600);
+
+    s_chmod (e2e->dir, "storage.key", 0640);
+    s_expect_start_failure (e2e, "storage.key", "readable by group or others");
+    s_chmod (e2e->dir, "storage.key", 0600);
+
+    s_chmod (e2e->dir, "signing.key", 0604);
+    s_expect_start_failure (e2e, "signing.key", "readable by group or others");
+    s_chmod (e2e->dir, "signing.key", 0600);
+
+    char cert [1024], moved [1040];
+    snprintf (cert, sizeof cert, "%s/broker.cert_secret", e2e->dir);
+    snprintf (moved, sizeof moved, "%s.away", cert);
+    assert_int_equal (rename (cert, moved), 0);
+    s_expect_start_failure (e2e, "broker.cert_secret", "cannot open");
+    assert_int_equal (rename (moved, cert), 0);
+
+    //  A missing config file.
+    char missing [1024];
+    snprintf (missing, sizeof missing, "%s/nothing.cfg", e2e->dir);
+    const char *argv [] = { e2e_broker_bin, "--config", missing, NULL };
+    char *err = NULL;
+    assert_int_equal (e2e_run (argv, NULL, NULL, NULL, &err, 10000), 1);
+    assert_non_null (strstr (err, "nothing.cfg"));
+    assert_non_null (strstr (err, "cannot open"));
+    free (err);
+
+    //  And with everything put back, it starts.
+    assert_int_equal (e2e_start (e2e, NULL), 0);
+    free (good);
+    e2e_destroy (&e2e);
+}
+
+static void
+test_oversized_frame_does_not_stop_the_broker (void **state)
+{
+    s_fixture_t *f = *state;
+    sgmq_client_t *client = e2e_connect (f->e2e, f->police);
+    //  One byte past the largest frame: libzmq drops the connection.
+    size_t size = SGMQ_PROTO_MAX_FRAME + 1;
+    uint8_t *junk = calloc (1, size);
+    zframe_t *frame = zframe_new (junk, size);
+    free (junk);
+    zframe_send (&frame, sgmq_client_socket (client), 0);
+    sgmq_client_destroy (&client);
+    sgmq_client_t *other = e2e_connect (f->e2e, f->chair);
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_ping (other, &error), 0);
+    sgmq_client_destroy (&other);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest shared [] = {
+        cmocka_unit_test (test_known_key_gets_its_identity),
+        cmocka_unit_test (test_unknown_key_is_refused),
+        cmocka_unit_test (test_null_and_plain_clients_are_refused),
+        cmocka_unit_test (test_client_metadata_changes_nothing),
+        cmocka_unit_test (test_removed_cert_is_revoked_within_two_seconds),
+        cmocka_unit_test (test_cert_replaced_in_place_takes_effect),
+        cmocka_unit_test (test_oversized_frame_does_not_stop_the_broker),
+    };
+    const struct CMUnitTest alone [] = {
+        cmocka_unit_test (test_bad_deployments_stop_the_broker),
+    };
+    if (sodium_init () < 0)
+        return 1;
+    zsys_handler_set (NULL);
+    int failed = cmocka_run_group_tests (shared, s_setup, s_teardown);
+    failed += cmocka_run_group_tests (alone, NULL, NULL);
+    zsys_shutdown ();
+    return failed;
+}

@@ -1,0 +1,704 @@
+/*  End-to-end: the broker's work. Publish and confirm (idempotent refs);
+    fan-out to exactly the members of the addressed groups; an offline
+    member catches up in order; a restart (clean or SIGKILL) loses nothing
+    confirmed and keeps ack state; redelivery with backoff and flagging;
+    every authorization rule refused with its error; the escalation
+    workflow (overdue -> reminder -> repeat -> response -> resolved); the
+    learning reminders (fire once, survive a restart, cancelled by
+    updates); a stalled subscriber does not hold the others up.
+
+    Deadlines are shortened through the config only. */
+#include "e2e.h"
+#include "sgmq_time.h"
+
+#include <czmq.h>
+#include <sodium.h>
+
+//  The cast of a partnership, made in each test's deployment.
+typedef struct {
+    e2e_t *e2e;
+    char *police;               //  publisher for exploitation
+    char *exec1, *exec2;        //  Executive members
+    char *chair;                //  exploitation sub-group member
+    char *online;               //  online-safety member
+    char *rrwg;                 //  Rapid Review Working Group member (learning)
+    char *auditor;
+} s_cast_t;
+
+static s_cast_t *
+s_cast_new (const char *tag, ...)
+{
+    s_cast_t *c = calloc (1, sizeof *c);
+    c->e2e = e2e_new (tag, NULL);
+    va_list args;
+    va_start (args, tag);
+    const char *path;
+    while ((path = va_arg (args, const char *)))
+        e2e_config_set (c->e2e, path, va_arg (args, const char *));
+    va_end (args);
+    c->police = e2e_principal (c->e2e, "police.cert", "Police case system",
+                               "Metropolitan Police", "publisher", "exploitation");
+    c->exec1 = e2e_principal (c->e2e, "exec1.cert", "Executive member (police)",
+                              "Metropolitan Police", "member", "executive");
+    c->exec2 = e2e_principal (c->e2e, "exec2.cert", "Executive member (ICB)",
+                              "Integrated Care Board", "member", "executive");
+    c->chair = e2e_principal (c->e2e, "chair.cert", "Exploitation sub-group chair",
+                              "Local Authority Exploitation Service", "member",
+                              "exploitation");
+    c->online = e2e_principal (c->e2e, "online.cert", "Online safety lead",
+                               "Metropolitan Police", "member", "online-safety");
+    c->rrwg = e2e_principal (c->e2e, "rrwg.cert", "Rapid Review Working Group chair",
+                             "Local Authority Safeguarding and QA", "member,publisher",
+                             "rapid-review-working-group");
+    c->auditor = e2e_principal (c->e2e, "auditor.cert", "Independent scrutineer",
+                                "Safeguarding Partnership", "auditor", NULL);
+    assert_int_equal (e2e_start (c->e2e, NULL), 0);
+    return c;
+}
+
+static void
+s_cast_destroy (s_cast_t **c_p)
+{
+    s_cast_t *c = *c_p;
+    e2e_destroy (&c->e2e);
+    free (c->police);
+    free (c->exec1);
+    free (c->exec2);
+    free (c->chair);
+    free (c->online);
+    free (c->rrwg);
+    free (c->auditor);
+    free (c);
+    *c_p = NULL;
+}
+
+static sgmq_client_t *
+s_subscriber (s_cast_t *c, const char *cert, uint32_t window)
+{
+    sgmq_client_t *client = e2e_connect (c->e2e, cert);
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_subscribe (client, window, NULL, &error), 0);
+    return client;
+}
+
+static void
+s_ack (sgmq_client_t *client, uint64_t seq)
+{
+    sgmq_error_t error;
+    int rc = sgmq_client_ack (client, seq, NULL, &error);
+    if (rc)
+        fprintf (stderr, "ack %llu: %d %s\n", (unsigned long long) seq, error.code,
+                 error.reason);
+    assert_int_equal (rc, 0);
+}
+
+//  Publish and return the error code (0: confirmed, seq in *seq).
+static int
+s_publish (sgmq_client_t *client, const char *ref, const sgmq_body_t *body,
+           uint64_t *seq, sgmq_error_t *error)
+{
+    sgmq_confirm_t confirm;
+    int rc = sgmq_client_publish (client, ref, body, &confirm, error);
+    if (seq)
+        *seq = rc == 0 ? confirm.seq : 0;
+    return rc ? error->code : 0;
+}
+
+static sgmq_body_t
+s_response (uint64_t to)
+{
+    static const char *actions [] = { "Circulate the protocol" };
+    sgmq_body_t body = { .kind = SGMQ_KIND_RESPONSE };
+    body.u.response.to = to;
+    body.u.response.decision = "Agreed";
+    body.u.response.summary = "The Executive agrees the protocol.";
+    body.u.response.action = (sgmq_strlist_t) { 1, actions };
+    return body;
+}
+
+static sgmq_body_t
+s_learning (const char *const *groups, uint32_t group_count, uint64_t session_by,
+            uint64_t reflection_by)
+{
+    static const char *themes [] = { "professional curiosity" };
+    static const char *recommendations [] = { "Record who lives in the home" };
+    sgmq_body_t body = { .kind = SGMQ_KIND_LEARNING };
+    body.u.learning.review_type = SGMQ_REVIEW_CSPR;
+    body.u.learning.review_ref = "CSPR-2026-03";
+    body.u.learning.title = "Infant neglect";
+    body.u.learning.summary = "Learning from a review.";
+    body.u.learning.theme = (sgmq_strlist_t) { 1, themes };
+    body.u.learning.recommendation = (sgmq_strlist_t) { 1, recommendations };
+    body.u.learning.groups = (sgmq_strlist_t) { group_count, groups };
+    body.u.learning.session_by = session_by;
+    body.u.learning.reflection_by = reflection_by;
+    return body;
+}
+
+//  --------------------------------------------------------------------------
+
+static void
+test_publish_confirm_and_idempotent_refs (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("publish", NULL);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    uint64_t first = e2e_escalate (police, "exploitation", "First");
+    uint64_t second = e2e_escalate (police, "exploitation", "Second");
+    assert_int_equal (first, 1);
+    assert_int_equal (second, 2);
+
+    //  A retry with the same ref is the same message, stored once.
+    sgmq_body_t body = s_response (1);
+    body.kind = SGMQ_KIND_ESCALATION;
+    body.u.escalation.group = "exploitation";
+    body.u.escalation.title = "Retried";
+    body.u.escalation.summary = "A summary";
+    body.u.escalation.severity = SGMQ_SEVERITY_LOW;
+    body.u.escalation.requested = "Help";
+    body.u.escalation.respond_by = sgmq_time_now () + 86400000;
+    sgmq_confirm_t a, b;
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_publish (police, "case-system-0001", &body, &a, &error), 0);
+    assert_int_equal (sgmq_client_publish (police, "case-system-0001", &body, &b, &error), 0);
+    assert_false (a.duplicate);
+    assert_true (b.duplicate);
+    assert_int_equal (a.seq, b.seq);
+    assert_true (a.time >= 1);
+    //  The same ref for something else is a conflict, and stores nothing.
+    body.u.escalation.title = "Something else";
+    assert_int_equal (s_publish (police, "case-system-0001", &body, NULL, &error),
+                      SGMQ_E_CONFLICT);
+    assert_int_equal (e2e_escalate (police, "exploitation", "Next"), a.seq + 1);
+    sgmq_client_destroy (&police);
+    s_cast_destroy (&c);
+}
+
+static void
+test_fan_out_reaches_exactly_the_members (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("fanout", NULL);
+    sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
+    sgmq_client_t *exec2 = s_subscriber (c, c->exec2, 0);
+    sgmq_client_t *chair = s_subscriber (c, c->chair, 0);
+    sgmq_client_t *online = s_subscriber (c, c->online, 0);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+
+    uint64_t esc = e2e_escalate (police, "exploitation", "Fan-out");
+    const sgmq_delivery_t *d = e2e_recv (exec1, 5000);
+    assert_int_equal (d->seq, esc);
+    assert_int_equal (d->kind, SGMQ_KIND_ESCALATION);
+    assert_string_equal (d->from, "Police case system");
+    assert_string_equal (d->agency, "Metropolitan Police");
+    assert_string_equal (d->body.u.escalation.title, "Fan-out");
+    assert_int_equal (d->attempt, 1);
+    assert_int_equal (e2e_recv (exec2, 5000)->seq, esc);
+    s_ack (exec1, esc);
+    s_ack (exec2, esc);
+
+    //  The response goes to the raising group and the Executive, but not
+    //  back to the member who wrote it.
+    sgmq_body_t response = s_response (esc);
+    uint64_t resp;
+    sgmq_error_t error;
+    assert_int_equal (s_publish (exec1, NULL, &response, &resp, &error), 0);
+    d = e2e_recv (chair, 5000);
+    assert_int_equal (d->seq, resp);
+    assert_int_equal (d->body.u.response.to, esc);
+    assert_int_equal (e2e_recv (exec2, 5000)->seq, resp);
+    s_ack (chair, resp);
+    s_ack (exec2, resp);
+
+    //  A learning alert to online-safety only.
+    sgmq_client_t *rrwg = e2e_connect (c->e2e, c->rrwg);
+    const char *groups [] = { "online-safety" };
+    sgmq_body_t learning = s_learning (groups, 1, 0, 0);
+    uint64_t alert;
+    assert_int_equal (s_publish (rrwg, NULL, &learning, &alert, &error), 0);
+    d = e2e_recv (online, 5000);
+    assert_int_equal (d->seq, alert);
+    //  Defaults filled in by the broker: +14 days and +1 year.
+    assert_true (d->body.u.learning.session_by >= d->time + 14ULL * 86400000);
+    assert_true (d->body.u.learning.reflection_by >= d->time + 365ULL * 86400000);
+    s_ack (online, alert);
+
+    //  Nobody got anything else.
+    assert_true (e2e_quiet (exec1, 300));
+    assert_true (e2e_quiet (exec2, 100));
+    assert_true (e2e_quiet (chair, 100));
+    assert_true (e2e_quiet (online, 100));
+    //  Acking what was not yours is an error.
+    assert_int_equal (sgmq_client_ack (online, esc, NULL, &error), -1);
+    assert_int_equal (error.code, SGMQ_E_NOT_FOUND);
+    sgmq_client_destroy (&rrwg);
+    sgmq_client_destroy (&police);
+    sgmq_client_destroy (&exec1);
+    sgmq_client_destroy (&exec2);
+    sgmq_client_destroy (&chair);
+    sgmq_client_destroy (&online);
+    s_cast_destroy (&c);
+}
+
+static void
+test_offline_member_catches_up_in_order (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("catchup", NULL);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    uint64_t seqs [6];
+    for (int i = 0; i < 5; i++)
+        seqs [i] = e2e_escalate (police, "exploitation", "While you were away");
+    //  A window smaller than the backlog: the rest must come in order too.
+    sgmq_client_t *exec1 = e2e_connect (c->e2e, c->exec1);
+    sgmq_error_t error;
+    uint64_t backlog = 0;
+    assert_int_equal (sgmq_client_subscribe (exec1, 2, &backlog, &error), 0);
+    assert_int_equal (backlog, 5);
+    for (int i = 0; i < 5; i++) {
+        const sgmq_delivery_t *d = e2e_recv (exec1, 5000);
+        assert_int_equal (d->seq, seqs [i]);
+        s_ack (exec1, d->seq);
+    }
+    seqs [5] = e2e_escalate (police, "exploitation", "Live");
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, seqs [5]);
+    sgmq_client_destroy (&exec1);
+    sgmq_client_destroy (&police);
+    s_cast_destroy (&c);
+}
+
+typedef struct {
+    uint64_t seqs [16];
+    char states [16][16];
+    uint32_t attempts [16];
+    size_t count;
+} s_items_t;
+
+static int
+s_collect (const sgmq_pending_item_t *item, void *arg)
+{
+    s_items_t *items = arg;
+    if (items->count < 16) {
+        items->seqs [items->count] = item->seq;
+        snprintf (items->states [items->count], 16, "%s",
+                  sgmq_proto_state_name (item->state));
+        items->attempts [items->count] = item->attempts;
+        items->count++;
+    }
+    return 0;
+}
+
+static void
+test_restart_loses_nothing_and_keeps_acks (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("restart", NULL);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    uint64_t a = e2e_escalate (police, "exploitation", "A");
+    uint64_t b = e2e_escalate (police, "exploitation", "B");
+    sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, a);
+    s_ack (exec1, a);
+    sgmq_client_destroy (&exec1);
+
+    //  A clean restart.
+    assert_int_equal (e2e_stop (c->e2e), 0);
+    assert_int_equal (e2e_start (c->e2e, NULL), 0);
+    //  The old client reconnects by itself and its publish lands.
+    uint64_t d = e2e_escalate (police, "exploitation", "C after restart");
+    assert_int_equal (d, b + 1);
+    //  And a crash: SIGKILL right after a confirm.
+    uint64_t e = e2e_escalate (police, "exploitation", "D before the crash");
+    e2e_kill (c->e2e);
+    assert_int_equal (e2e_start (c->e2e, NULL), 0);
+
+    exec1 = e2e_connect (c->e2e, c->exec1);
+    s_items_t items = { .count = 0 };
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_pending (exec1, SGMQ_SCOPE_MINE, false, s_collect,
+                                           &items, &error), 0);
+    assert_int_equal (items.count, 3);      //  b, d, e: a stays acknowledged
+    assert_int_equal (items.seqs [0], b);
+    assert_int_equal (items.seqs [1], d);
+    assert_int_equal (items.seqs [2], e);
+    assert_int_equal (sgmq_client_subscribe (exec1, 0, NULL, &error), 0);
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, b);
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, d);
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, e);
+    sgmq_client_destroy (&exec1);
+    sgmq_client_destroy (&police);
+    s_cast_destroy (&c);
+}
+
+static void
+test_redelivery_backs_off_then_flags (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("redeliver", "deadlines/redeliver-first", "200ms",
+                              "deadlines/redeliver-max", "400ms",
+                              "deadlines/max-tries", "3", NULL);
+    sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    uint64_t seq = e2e_escalate (police, "exploitation", "Unread");
+    int64_t times [3];
+    for (uint32_t attempt = 1; attempt <= 3; attempt++) {
+        const sgmq_delivery_t *d = e2e_recv (exec1, 5000);
+        assert_int_equal (d->seq, seq);
+        assert_int_equal (d->attempt, attempt);
+        times [attempt - 1] = testutil_now_ms ();
+    }
+    //  Backoff: the gaps grow (200 ms, then 400 ms) and are never shorter.
+    assert_true (times [1] - times [0] >= 150);
+    assert_true (times [2] - times [1] >= 350);
+    //  After max-tries, no more; the delivery stays pending, flagged.
+    assert_true (e2e_quiet (exec1, 1500));
+    s_items_t items = { .count = 0 };
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_pending (exec1, SGMQ_SCOPE_MINE, false, s_collect,
+                                           &items, &error), 0);
+    assert_int_equal (items.count, 1);
+    assert_string_equal (items.states [0], "flagged");
+    assert_int_equal (items.attempts [0], 3);
+    //  A fresh subscription delivers it again; an ack ends it.
+    assert_int_equal (sgmq_client_subscribe (exec1, 0, NULL, &error), 0);
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, seq);
+    s_ack (exec1, seq);
+    assert_true (e2e_quiet (exec1, 1000));
+    sgmq_client_destroy (&police);
+    sgmq_client_destroy (&exec1);
+    s_cast_destroy (&c);
+}
+
+static void
+s_expect_refused (sgmq_client_t *client, const sgmq_body_t *body, int code,
+                  const char *rule)
+{
+    sgmq_error_t error;
+    int got = s_publish (client, NULL, body, NULL, &error);
+    if (got != code || (rule && !strstr (error.reason, rule)))
+        fprintf (stderr, "expected %d '%s', got %d '%s'\n", code, rule ? rule : "",
+                 got, error.reason);
+    assert_int_equal (got, code);
+    if (rule)
+        assert_non_null (strstr (error.reason, rule));
+}
+
+static void
+test_each_rule_is_refused_with_its_error (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("rules", NULL);
+    //  Police systems may also raise escalations for online-safety.
+    assert_int_equal (e2e_stop (c->e2e), 0);
+    e2e_config_insert (c->e2e, "rules",
+                       "    escalate-for\n"
+                       "        police-online\n"
+                       "            agency = \"Metropolitan Police\"\n"
+                       "            groups = \"online-safety\"\n");
+    assert_int_equal (e2e_start (c->e2e, NULL), 0);
+
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    sgmq_client_t *chair = e2e_connect (c->e2e, c->chair);
+    sgmq_client_t *exec1 = e2e_connect (c->e2e, c->exec1);
+    sgmq_client_t *rrwg = e2e_connect (c->e2e, c->rrwg);
+    sgmq_client_t *auditor = e2e_connect (c->e2e, c->auditor);
+
+    //  Escalations: publisher role, own group (or an escalate-for rule).
+    assert_int_equal (e2e_escalate_code (chair, "exploitation"), SGMQ_E_FORBIDDEN);
+    assert_int_equal (e2e_escalate_code (police, "domestic-abuse"), SGMQ_E_FORBIDDEN);
+    assert_int_equal (e2e_escalate_code (police, "no-such-group"), SGMQ_E_BAD_VALUE);
+    assert_int_equal (e2e_escalate_code (police, "online-safety"), 0);
+    uint64_t esc = e2e_escalate (police, "exploitation", "For the rules");
+
+    //  Responses: Executive members only, to an escalation that exists.
+    sgmq_body_t response = s_response (esc);
+    s_expect_refused (police, &response, SGMQ_E_FORBIDDEN, "rule response-executive");
+    s_expect_refused (chair, &response, SGMQ_E_FORBIDDEN, "rule response-executive");
+    response.u.response.to = 999;
+    s_expect_refused (exec1, &response, SGMQ_E_NOT_FOUND, "no escalation");
+
+    //  Learning: members of the learning groups only.
+    const char *groups [] = { "exploitation" };
+    sgmq_body_t learning = s_learning (groups, 1, 0, 0);
+    s_expect_refused (police, &learning, SGMQ_E_FORBIDDEN, "rule learning-publishers");
+    s_expect_refused (exec1, &learning, SGMQ_E_FORBIDDEN, "rule learning-publishers");
+    const char *bad_groups [] = { "nowhere" };
+    sgmq_body_t bad = s_learning (bad_groups, 1, 0, 0);
+    s_expect_refused (rrwg, &bad, SGMQ_E_BAD_VALUE, "unknown group");
+    sgmq_body_t update = { .kind = SGMQ_KIND_LEARNING_UPDATE };
+    update.u.learning_update.alert = esc;   //  an escalation, not an alert
+    update.u.learning_update.held = SGMQ_HELD_SESSION;
+    s_expect_refused (rrwg, &update, SGMQ_E_NOT_FOUND, "no learning alert");
+    s_expect_refused (exec1, &update, SGMQ_E_FORBIDDEN, "rule learning-publishers");
+
+    //  Reminders: never from a client.
+    sgmq_body_t reminder = { .kind = SGMQ_KIND_REMINDER };
+    reminder.u.reminder.reason = SGMQ_REASON_ACK_OVERDUE;
+    reminder.u.reminder.about = esc;
+    reminder.u.reminder.about_kind = SGMQ_KIND_ESCALATION;
+    reminder.u.reminder.title = "Forged";
+    reminder.u.reminder.due = 1;
+    reminder.u.reminder.count = 1;
+    s_expect_refused (rrwg, &reminder, SGMQ_E_FORBIDDEN, "rule reminders");
+
+    //  Replay: auditors only. Everyone's pending: Executive, auditors, admins.
+    sgmq_error_t error;
+    sgmq_replay_t *replay = sgmq_client_replay (chair, NULL, &error);
+    const sgmq_replay_item_t *item;
+    assert_int_equal (sgmq_replay_next (replay, &item, &error), -1);
+    assert_int_equal (error.code, SGMQ_E_FORBIDDEN);
+    assert_non_null (strstr (error.reason, "rule replay-auditors"));
+    sgmq_replay_destroy (&replay);
+    s_items_t items = { .count = 0 };
+    assert_int_equal (sgmq_client_pending (chair, SGMQ_SCOPE_ALL, false, s_collect,
+                                           &items, &error), -1);
+    assert_int_equal (error.code, SGMQ_E_FORBIDDEN);
+    assert_int_equal (sgmq_client_pending (auditor, SGMQ_SCOPE_ALL, false, s_collect,
+                                           &items, &error), 0);
+    assert_int_equal (sgmq_client_pending (exec1, SGMQ_SCOPE_ALL, false, s_collect,
+                                           &items, &error), 0);
+
+    //  Nothing refused was stored: the next seq follows the last confirmed.
+    assert_int_equal (e2e_escalate (police, "exploitation", "After"), esc + 1);
+    sgmq_client_destroy (&police);
+    sgmq_client_destroy (&chair);
+    sgmq_client_destroy (&exec1);
+    sgmq_client_destroy (&rrwg);
+    sgmq_client_destroy (&auditor);
+    s_cast_destroy (&c);
+}
+
+//  Next delivery that is a reminder (acking nothing); fails if none.
+static const sgmq_delivery_t *
+s_next_reminder (sgmq_client_t *client, int ms)
+{
+    int64_t deadline = testutil_now_ms () + testutil_ms (ms);
+    while (testutil_now_ms () < deadline) {
+        const sgmq_delivery_t *d;
+        sgmq_error_t error;
+        if (sgmq_client_recv (client, (int) (deadline - testutil_now_ms ()), &d, &error))
+            break;
+        if (d->kind == SGMQ_KIND_REMINDER)
+            return d;
+    }
+    fail_msg ("no reminder within %d ms", ms);
+    return NULL;
+}
+
+static void
+test_escalation_overdue_reminded_until_resolved (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("escalate", "deadlines/escalation-ack-by", "1s",
+                              "deadlines/repeat", "2s",
+                              "deadlines/redeliver-first", "1h",
+                              "deadlines/redeliver-max", "1h", NULL);
+    sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
+    sgmq_client_t *chair = s_subscriber (c, c->chair, 0);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    uint64_t esc = e2e_escalate (police, "exploitation", "Overdue");
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, esc);
+
+    //  Nobody acknowledges: after a second, a reminder to the Executive
+    //  and to the raising group.
+    const sgmq_delivery_t *r = s_next_reminder (exec1, 5000);
+    assert_int_equal (r->body.u.reminder.reason, SGMQ_REASON_ACK_OVERDUE);
+    assert_int_equal (r->body.u.reminder.about, esc);
+    assert_int_equal (r->body.u.reminder.about_kind, SGMQ_KIND_ESCALATION);
+    assert_string_equal (r->body.u.reminder.title, "Overdue");
+    assert_string_equal (r->body.u.reminder.group, "exploitation");
+    assert_int_equal (r->body.u.reminder.count, 1);
+    assert_string_equal (r->from, "sgmq-broker");
+    uint64_t first_time = r->time, first_seq = r->seq;
+    s_ack (exec1, r->seq);
+    r = s_next_reminder (chair, 5000);
+    assert_int_equal (r->seq, first_seq);
+    s_ack (chair, r->seq);
+
+    //  It repeats, at the configured interval and not more often.
+    r = s_next_reminder (exec1, 6000);
+    assert_int_equal (r->body.u.reminder.count, 2);
+    assert_true (r->time - first_time >= 2000);
+    s_ack (exec1, r->seq);
+
+    //  The first Executive acknowledgement stops the ack reminders.
+    s_ack (exec1, esc);
+    sgmq_client_t *auditor = e2e_connect (c->e2e, c->auditor);
+    //  Let one more repeat interval pass: no new ack-overdue reminder.
+    assert_true (e2e_quiet (exec1, 3000));
+    sgmq_error_t error;
+    sgmq_replay_query_t query = { .kind = SGMQ_KIND_REMINDER };
+    sgmq_replay_t *replay = sgmq_client_replay (auditor, &query, &error);
+    assert_non_null (replay);
+    const sgmq_replay_item_t *item;
+    int reminders = 0;
+    while (sgmq_replay_next (replay, &item, &error) == 1)
+        reminders++;
+    sgmq_replay_destroy (&replay);
+    assert_int_equal (reminders, 2);
+
+    //  The response resolves it: no response-overdue reminder ever comes.
+    sgmq_body_t response = s_response (esc);
+    uint64_t resp;
+    assert_int_equal (s_publish (exec1, NULL, &response, &resp, &error), 0);
+    const sgmq_delivery_t *d = e2e_recv (chair, 5000);
+    while (d->kind == SGMQ_KIND_REMINDER)
+        d = e2e_recv (chair, 5000);
+    assert_int_equal (d->seq, resp);
+    sgmq_client_destroy (&auditor);
+    sgmq_client_destroy (&police);
+    sgmq_client_destroy (&exec1);
+    sgmq_client_destroy (&chair);
+    s_cast_destroy (&c);
+}
+
+static void
+test_response_overdue_reminds_until_responded (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("respond", "deadlines/repeat", "1s", NULL);
+    sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    sgmq_body_t body = { .kind = SGMQ_KIND_ESCALATION };
+    body.u.escalation.group = "exploitation";
+    body.u.escalation.title = "Respond soon";
+    body.u.escalation.summary = "A summary";
+    body.u.escalation.severity = SGMQ_SEVERITY_CRITICAL;
+    body.u.escalation.requested = "A decision";
+    body.u.escalation.respond_by = sgmq_time_now () + 1500;
+    uint64_t esc;
+    sgmq_error_t error;
+    assert_int_equal (s_publish (police, NULL, &body, &esc, &error), 0);
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, esc);
+    s_ack (exec1, esc);         //  acknowledged, but no response
+    const sgmq_delivery_t *r = s_next_reminder (exec1, 6000);
+    assert_int_equal (r->body.u.reminder.reason, SGMQ_REASON_RESPONSE_OVERDUE);
+    assert_int_equal (r->body.u.reminder.due, body.u.escalation.respond_by);
+    s_ack (exec1, r->seq);
+    sgmq_body_t response = s_response (esc);
+    assert_int_equal (s_publish (exec1, NULL, &response, NULL, &error), 0);
+    //  Resolved: no more reminders over several repeat intervals.
+    assert_true (e2e_quiet (exec1, 3000));
+    sgmq_client_destroy (&police);
+    sgmq_client_destroy (&exec1);
+    s_cast_destroy (&c);
+}
+
+static void
+test_learning_reminders_fire_once_and_updates_cancel (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("learning", NULL);
+    sgmq_client_t *rrwg = e2e_connect (c->e2e, c->rrwg);
+    const char *groups [] = { "online-safety" };
+    uint64_t now = sgmq_time_now ();
+    //  Session due in 2 s, reflection in 3 s; the reflection is recorded
+    //  as held before it falls due.
+    sgmq_body_t learning = s_learning (groups, 1, now + 2000, now + 3000);
+    uint64_t alert;
+    sgmq_error_t error;
+    assert_int_equal (s_publish (rrwg, NULL, &learning, &alert, &error), 0);
+    sgmq_body_t update = { .kind = SGMQ_KIND_LEARNING_UPDATE };
+    update.u.learning_update.alert = alert;
+    update.u.learning_update.held = SGMQ_HELD_REFLECTION;
+    assert_int_equal (s_publish (rrwg, NULL, &update, NULL, &error), 0);
+    sgmq_client_destroy (&rrwg);
+
+    //  The timer survives a restart before it is due.
+    assert_int_equal (e2e_stop (c->e2e), 0);
+    assert_int_equal (e2e_start (c->e2e, NULL), 0);
+    sgmq_client_t *online = s_subscriber (c, c->online, 0);
+    const sgmq_delivery_t *d = e2e_recv (online, 5000);
+    assert_int_equal (d->seq, alert);
+    s_ack (online, alert);
+    d = e2e_recv (online, 5000);
+    assert_int_equal (d->kind, SGMQ_KIND_LEARNING_UPDATE);
+    s_ack (online, d->seq);
+    const sgmq_delivery_t *r = s_next_reminder (online, 6000);
+    assert_int_equal (r->body.u.reminder.reason, SGMQ_REASON_SESSION_DUE);
+    assert_int_equal (r->body.u.reminder.about, alert);
+    assert_int_equal (r->body.u.reminder.about_kind, SGMQ_KIND_LEARNING);
+    assert_string_equal (r->body.u.reminder.title, "Infant neglect");
+    s_ack (online, r->seq);
+    //  Once only, and no reflection reminder (it was held), even across
+    //  another restart after both are due.
+    assert_true (e2e_quiet (online, 2000));
+    sgmq_client_destroy (&online);
+    assert_int_equal (e2e_stop (c->e2e), 0);
+    assert_int_equal (e2e_start (c->e2e, NULL), 0);
+    online = s_subscriber (c, c->online, 0);
+    assert_true (e2e_quiet (online, 1500));
+    sgmq_client_destroy (&online);
+    s_cast_destroy (&c);
+}
+
+static void
+test_stalled_subscriber_holds_nobody_up (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("stalled", "deadlines/redeliver-first", "1h",
+                              "deadlines/redeliver-max", "1h", NULL);
+    //  exec1 subscribes and then never reads or acknowledges.
+    sgmq_client_t *stalled = s_subscriber (c, c->exec1, 5);
+    sgmq_client_t *exec2 = s_subscriber (c, c->exec2, 50);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    enum { COUNT = 300 };
+    sgmq_body_t body = { .kind = SGMQ_KIND_ESCALATION };
+    body.u.escalation.group = "exploitation";
+    body.u.escalation.title = "Many";
+    body.u.escalation.summary = "A summary";
+    body.u.escalation.severity = SGMQ_SEVERITY_LOW;
+    body.u.escalation.requested = "Note";
+    body.u.escalation.respond_by = sgmq_time_now () + 86400000;
+    sgmq_error_t error;
+    for (int i = 0; i < COUNT; i++)
+        assert_int_equal (sgmq_client_publish_send (police, NULL, &body, &error), 0);
+    for (int i = 0; i < COUNT; i++) {
+        sgmq_confirm_t confirm;
+        assert_int_equal (sgmq_client_publish_wait (police, (int) testutil_ms (10000),
+                                                    &confirm, &error), 0);
+        assert_int_equal (error.code, 0);
+    }
+    uint64_t expected = 1;
+    for (int i = 0; i < COUNT; i++) {
+        const sgmq_delivery_t *d = e2e_recv (exec2, 10000);
+        assert_int_equal (d->seq, expected++);
+        s_ack (exec2, d->seq);
+    }
+    //  The stalled member's deliveries wait in the store for it.
+    s_items_t items = { .count = 0 };
+    sgmq_client_t *auditor = e2e_connect (c->e2e, c->auditor);
+    uint64_t outstanding = 0;
+    assert_int_equal (sgmq_client_pending (auditor, SGMQ_SCOPE_ALL, false, s_collect,
+                                           &items, &error), 0);
+    (void) outstanding;
+    assert_true (items.count > 0);
+    sgmq_client_destroy (&auditor);
+    sgmq_client_destroy (&police);
+    sgmq_client_destroy (&exec2);
+    sgmq_client_destroy (&stalled);
+    s_cast_destroy (&c);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_publish_confirm_and_idempotent_refs),
+        cmocka_unit_test (test_fan_out_reaches_exactly_the_members),
+        cmocka_unit_test (test_offline_member_catches_up_in_order),
+        cmocka_unit_test (test_restart_loses_nothing_and_keeps_acks),
+        cmocka_unit_test (test_redelivery_backs_off_then_flags),
+        cmocka_unit_test (test_each_rule_is_refused_with_its_error),
+        cmocka_unit_test (test_escalation_overdue_reminded_until_resolved),
+        cmocka_unit_test (test_response_overdue_reminds_until_responded),
+        cmocka_unit_test (test_learning_reminders_fire_once_and_updates_cancel),
+        cmocka_unit_test (test_stalled_subscriber_holds_nobody_up),
+    };
+    if (sodium_init () < 0)
+        return 1;
+    zsys_handler_set (NULL);
+    int failed = cmocka_run_group_tests (tests, NULL, NULL);
+    zsys_shutdown ();
+    return failed;
+}
