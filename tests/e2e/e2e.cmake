@@ -8,3 +8,9 @@ add_dependencies(sgmq_e2e sgmq-broker sgmq)
 
 sgmq_test(e2e_auth SOURCES e2e/test_auth.c LIBS sgmq_e2e LABELS e2e TIMEOUT 300)
 sgmq_test(e2e_workflow SOURCES e2e/test_workflow.c LIBS sgmq_e2e LABELS e2e TIMEOUT 600)
+# A client in another language, from PROTOCOL.md alone: Debian's Python
+# (not whatever python3 is first on PATH) with python3-zmq and python3-msgpack.
+add_test(NAME e2e_python
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_python_client.py
+                 $<TARGET_FILE:sgmq-broker> $<TARGET_FILE:sgmq>)
+set_tests_properties(e2e_python PROPERTIES LABELS e2e TIMEOUT 120)
