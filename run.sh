@@ -35,13 +35,18 @@ install_packages() {
         "${missing[@]}" >/dev/null
 }
 
-# build DIR TYPE [cmake options...]
-build() {
+# configure DIR TYPE [cmake options...]
+configure() {
     local dir=$1 type=$2
     shift 2
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+}
+
+# build DIR TYPE [cmake options...]: configure and build everything.
+build() {
+    configure "$@"
     # Progress to /dev/null; compiler errors (stderr) still show.
-    cmake --build "$dir" -j"$JOBS" >/dev/null
+    cmake --build "$1" -j"$JOBS" >/dev/null
 }
 
 stage_start=0
@@ -72,7 +77,8 @@ run_tests() {
     stage_end "debug build"
 
     stage "fuzzing (bounded time per target)"
-    build build-fuzz Debug -DCMAKE_C_COMPILER=clang -DSGMQ_FUZZ=ON -DSGMQ_BENCH=OFF
+    # run-all.sh builds only the fuzz targets.
+    configure build-fuzz Debug -DCMAKE_C_COMPILER=clang -DSGMQ_FUZZ=ON -DSGMQ_BENCH=OFF
     tests/fuzz/run-all.sh build-fuzz "${SGMQ_FUZZ_SECONDS:-60}"
     stage_end fuzzing
 

@@ -54,6 +54,11 @@
 #define S_DRAIN_FRAMES      1024
 #define S_DRAIN_BYTES       (16 * 1024 * 1024)
 #define S_DRAIN_COMMANDS    16384
+//  Decoded frames kept between turns for reuse. A decoder keeps the memory
+//  of the largest frame it held, so keeping all S_DRAIN_FRAMES of them
+//  would let a client pin gigabytes by sending large frames at varying
+//  positions; the first few cover a normal turn.
+#define S_FRAME_POOL_KEEP   32
 //  Reminders generated per turn (the rest wait for the next turn).
 #define S_TIMERS_PER_TURN   256
 //  Replay items sent per stream per turn, and the frame size a replay
@@ -107,6 +112,7 @@ static s_level_t s_log_level = S_LOG_INFO;
 static const char *s_level_names [] = { "error", "warning", "info", "debug" };
 
 static void
+__attribute__ ((format (printf, 2, 3)))
 s_log (s_level_t level, const char *format, ...)
 {
     if (level > s_log_level)
@@ -496,6 +502,7 @@ s_send_frame (sgmq_broker_t *self, s_session_t *session)
 
 //  An error answer straight to a routing id (no session needed).
 static void
+__attribute__ ((format (printf, 7, 8)))
 s_error_to (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
             uint64_t id, int code, const char *field, const char *format, ...)
 {
@@ -517,6 +524,7 @@ s_error_to (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
 }
 
 static void
+__attribute__ ((format (printf, 6, 7)))
 s_error (sgmq_broker_t *self, s_session_t *session, uint64_t id, int code,
          const char *field, const char *format, ...)
 {
@@ -776,6 +784,7 @@ s_effect (sgmq_broker_t *self, s_fx_type_t type, s_session_t *session,
 }
 
 static void
+__attribute__ ((format (printf, 4, 5)))
 s_refuse (s_work_t *work, int code, const char *field, const char *format, ...)
 {
     work->status = code;
@@ -2278,6 +2287,8 @@ s_end_turn (sgmq_broker_t *self)
     self->work_count = self->read_count = self->internal_count = 0;
     self->effect_count = self->touched_count = self->due_count = 0;
     self->frame_count = 0;
+    for (size_t i = S_FRAME_POOL_KEEP; i < self->frame_capacity; i++)
+        sgmq_proto_frame_destroy (&self->frames [i]);
     for (s_session_t *session = zlistx_first (self->closing); session;
          session = zlistx_next (self->closing))
         s_session_drop (self, session, session->replay ? "closed during replay"

@@ -41,6 +41,7 @@ struct _sgmq_cert_t {
 };
 
 static void
+__attribute__ ((format (printf, 3, 4)))
 s_error (char *error, const char *path, const char *format, ...)
 {
     if (!error)

@@ -114,6 +114,7 @@ struct _sgmq_config_t {
 extern const char sgmq_default_cfg [];
 
 static int
+__attribute__ ((format (printf, 4, 5)))
 s_fail (char *error, const sgmq_zpl_t *node, const char *origin,
         const char *format, ...)
 {

@@ -25,6 +25,7 @@
 #define S_KEYFILE_MAX 4096
 
 static void
+__attribute__ ((format (printf, 3, 4)))
 s_error (char *error, const char *path, const char *format, ...)
 {
     if (!error)

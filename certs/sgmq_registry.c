@@ -177,6 +177,7 @@ s_principal_free (sgmq_principal_t *principal)
 }
 
 static void
+__attribute__ ((format (printf, 2, 3)))
 s_problem (sgmq_registry_t *self, const char *format, ...)
 {
     char text [S_ERROR_SIZE];

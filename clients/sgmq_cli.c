@@ -64,6 +64,7 @@ static const s_opt_t s_client_opts [] = {
 };
 
 static int
+__attribute__ ((format (printf, 2, 3)))
 s_usage_error (const char *command, const char *format, ...)
 {
     va_list args;

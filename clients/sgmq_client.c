@@ -104,6 +104,7 @@ struct _sgmq_replay_t {
 //  Errors
 
 static int
+__attribute__ ((format (printf, 4, 5)))
 s_fail (sgmq_error_t *error, int code, const char *field, const char *format, ...)
 {
     if (!error)

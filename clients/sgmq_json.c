@@ -33,6 +33,7 @@ typedef struct {
 } s_parser_t;
 
 static int
+__attribute__ ((format (printf, 2, 3)))
 s_fail (s_parser_t *parser, const char *format, ...)
 {
     if (parser->failed)
