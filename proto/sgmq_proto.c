@@ -4,11 +4,11 @@
     Why it is shaped this way:
 
     - Every rule lives in one place: the field tables below (one per command,
-      kind, pending item, ack event and checkpoint). The decoder, the
-      writer's validation, the writer's encoder and the canonical body
-      encoder all walk the same tables, so a limit cannot be enforced on one
-      side and forgotten on the other, and the writer cannot emit a frame
-      the decoder rejects.
+      kind, pending item, ack event, report recipient and checkpoint). The
+      decoder, the writer's validation, the writer's encoder and the
+      canonical body encoder all walk the same tables, so a limit cannot be
+      enforced on one side and forgotten on the other, and the writer cannot
+      emit a frame the decoder rejects.
 
     - Decoding does not use msgpack-c's unpacker: it allocates storage for a
       container from its declared count before it has seen the items, so a
@@ -117,6 +117,9 @@ enum {
 //  Enums are stored through an int; the tables rely on it.
 _Static_assert (sizeof (sgmq_kind_t) == sizeof (int), "enum is not int-sized");
 _Static_assert (sizeof (sgmq_dstate_t) == sizeof (int), "enum is not int-sized");
+_Static_assert (sizeof (sgmq_severity_t) == sizeof (int), "enum is not int-sized");
+_Static_assert (sizeof (sgmq_review_type_t) == sizeof (int), "enum is not int-sized");
+_Static_assert (sizeof (sgmq_esc_status_t) == sizeof (int), "enum is not int-sized");
 _Static_assert (SGMQ_PROTO_MAX_FIELDS <= 32, "field masks are 32 bits");
 _Static_assert (SGMQ_PROTO_MAX_FRAME <= UINT32_MAX, "offsets are 32 bits");
 _Static_assert (SGMQ_PROTO_MAX_COMMANDS + S_FRAME_PREAMBLE <= UINT16_MAX,
@@ -173,7 +176,8 @@ typedef struct {
 static const char *const s_cmd_names [] = {
     "hello", "welcome", "publish", "confirm", "subscribe", "subscribed",
     "deliver", "ack", "acked", "pending", "pending-answer", "replay",
-    "replay-item", "replay-end", "ping", "pong", "bye", "error"
+    "replay-item", "replay-end", "ping", "pong", "bye", "error",
+    "report", "report-escalation", "report-learning", "report-end"
 };
 static const char *const s_kind_names [] = {
     "escalation", "response", "learning", "learning-update", "reminder"
@@ -193,6 +197,9 @@ static const char *const s_scope_names [] = { "mine", "published", "all" };
 static const char *const s_state_names [] = {
     "pending", "delivered", "flagged", "acknowledged"
 };
+static const char *const s_esc_status_names [] = {
+    "raised", "acknowledged", "responded"
+};
 //  Roles have no C enum: WELCOME carries them as a list of names.
 static const char *const s_role_names [] = {
     "publisher", "member", "auditor", "admin"
@@ -206,6 +213,7 @@ _Static_assert (S_COUNT_OF (s_held_names) == SGMQ_HELD_COUNT_ - 1, "held");
 _Static_assert (S_COUNT_OF (s_reason_names) == SGMQ_REASON_COUNT_ - 1, "reason");
 _Static_assert (S_COUNT_OF (s_scope_names) == SGMQ_SCOPE_COUNT_ - 1, "scope");
 _Static_assert (S_COUNT_OF (s_state_names) == SGMQ_STATE_COUNT_ - 1, "state");
+_Static_assert (S_COUNT_OF (s_esc_status_names) == SGMQ_ESC_COUNT_ - 1, "esc status");
 
 static const s_enum_t s_cmd_enum =
     S_ENUM (s_cmd_names, SGMQ_E_UNKNOWN_COMMAND, "command");
@@ -223,6 +231,8 @@ static const s_enum_t s_scope_enum =
     S_ENUM (s_scope_names, SGMQ_E_BAD_VALUE, "scope");
 static const s_enum_t s_state_enum =
     S_ENUM (s_state_names, SGMQ_E_BAD_VALUE, "state");
+static const s_enum_t s_esc_status_enum =
+    S_ENUM (s_esc_status_names, SGMQ_E_BAD_VALUE, "status");
 static const s_enum_t s_role_enum =
     S_ENUM (s_role_names, SGMQ_E_BAD_VALUE, "role");
 
@@ -350,6 +360,18 @@ int
 sgmq_proto_state_parse (const char *name, size_t len)
 {
     return s_enum_parse (&s_state_enum, name, len);
+}
+
+const char *
+sgmq_proto_esc_status_name (int status)
+{
+    return s_enum_name (&s_esc_status_enum, status);
+}
+
+int
+sgmq_proto_esc_status_parse (const char *name, size_t len)
+{
+    return s_enum_parse (&s_esc_status_enum, name, len);
 }
 
 //  --------------------------------------------------------------------------
@@ -1126,6 +1148,16 @@ static const s_field_t s_checkpoint_fields [] = {
 #undef K
 static const s_table_t s_checkpoint_table = S_TABLE (s_checkpoint_fields);
 
+#define R sgmq_recipient_t
+static const s_field_t s_recipient_fields [] = {
+    F_STR ("name", S_R, R, name, 1, NAME, S_NAME),
+    F_STR ("agency", S_R, R, agency, 0, NAME, S_NAME),
+    F_LIST ("groups", S_R, R, groups, 0, SGMQ_PROTO_MAX_GROUPS, NAME, S_NAME),
+    F_UINT_ANY ("acked_at", S_O, R, acked_at, 0),
+};
+#undef R
+static const s_table_t s_recipient_table = S_TABLE (s_recipient_fields);
+
 //  Commands.
 #define C sgmq_cmd_t
 static const s_field_t s_hello_fields [] = {
@@ -1228,7 +1260,63 @@ static const s_field_t s_error_fields [] = {
     F_STR ("reason", S_R, C, u.error.reason, 1, SGMQ_PROTO_MAX_REASON, S_TEXT),
     F_STR ("field", S_O, C, u.error.field, 1, NAME, S_NAME),
 };
+static const s_field_t s_report_fields [] = {
+    F_UINT_ANY ("since", S_O, C, u.report.since, 0),
+    F_UINT_ANY ("until", S_O, C, u.report.until, 0),
+};
+static const s_field_t s_report_escalation_fields [] = {
+    F_UINT_ANY ("seq", S_R, C, u.report_escalation.seq, 1),
+    F_UINT_ANY ("time", S_R, C, u.report_escalation.time, 0),
+    F_STR ("from", S_R, C, u.report_escalation.from, 1, NAME, S_NAME),
+    F_STR ("agency", S_R, C, u.report_escalation.agency, 0, NAME, S_NAME),
+    F_STR ("group", S_R, C, u.report_escalation.group, 1, NAME, S_NAME),
+    F_STR ("title", S_R, C, u.report_escalation.title, 1, TITLE, S_NAME),
+    F_ENUM ("severity", S_R, C, u.report_escalation.severity, s_severity_enum),
+    F_UINT_ANY ("respond_by", S_R, C, u.report_escalation.respond_by, 0),
+    F_UINT_ANY ("ack_by", S_R, C, u.report_escalation.ack_by, 0),
+    F_ENUM ("status", S_R, C, u.report_escalation.status, s_esc_status_enum),
+    F_UINT_ANY ("acked_at", S_O, C, u.report_escalation.acked_at, 0),
+    F_STR ("acked_by", S_O, C, u.report_escalation.acked_by, 1, NAME, S_NAME),
+    F_UINT_ANY ("responded_at", S_O, C, u.report_escalation.responded_at, 0),
+    F_UINT_ANY ("response_seq", S_O, C, u.report_escalation.response_seq, 1),
+    F_STR ("decision", S_O, C, u.report_escalation.decision, 1,
+           SGMQ_PROTO_MAX_SHORTTEXT, S_TEXT),
+    F_STR ("response_summary", S_O, C, u.report_escalation.response_summary, 1,
+           SGMQ_PROTO_MAX_TEXT, S_TEXT),
+    F_BOOL ("overdue_ack", S_R, C, u.report_escalation.overdue_ack),
+    F_BOOL ("overdue_response", S_R, C, u.report_escalation.overdue_response),
+    F_UINT_ANY ("reminders", S_R, C, u.report_escalation.reminders, 0),
+};
+static const s_field_t s_report_learning_fields [] = {
+    F_UINT_ANY ("seq", S_R, C, u.report_learning.seq, 1),
+    F_UINT_ANY ("time", S_R, C, u.report_learning.time, 0),
+    F_STR ("from", S_R, C, u.report_learning.from, 1, NAME, S_NAME),
+    F_STR ("agency", S_R, C, u.report_learning.agency, 0, NAME, S_NAME),
+    F_STR ("title", S_R, C, u.report_learning.title, 1, TITLE, S_NAME),
+    F_STR ("review_ref", S_R, C, u.report_learning.review_ref, 1, NAME, S_NAME),
+    F_ENUM ("review_type", S_R, C, u.report_learning.review_type, s_review_enum),
+    F_LIST ("groups", S_R, C, u.report_learning.groups, 1, SGMQ_PROTO_MAX_GROUPS,
+            NAME, S_NAME),
+    F_UINT_ANY ("session_by", S_R, C, u.report_learning.session_by, 0),
+    F_UINT_ANY ("session_held", S_O, C, u.report_learning.session_held, 0),
+    F_UINT_ANY ("reflection_by", S_R, C, u.report_learning.reflection_by, 0),
+    F_UINT_ANY ("reflection_held", S_O, C, u.report_learning.reflection_held, 0),
+    F_ITEMS ("recipients", S_R, C, u.report_learning.recipients,
+             u.report_learning.recipient_count, 0, SGMQ_PROTO_MAX_RECIPIENTS,
+             s_recipient_table, sgmq_recipient_t),
+};
+static const s_field_t s_report_end_fields [] = {
+    F_UINT_ANY ("escalations", S_R, C, u.report_end.escalations, 0),
+    F_UINT_ANY ("learning", S_R, C, u.report_end.learning, 0),
+};
 #undef C
+
+//  A map longer than SGMQ_PROTO_MAX_FIELDS is refused before its keys are
+//  read, so no table may have more fields than that (the longest are here).
+_Static_assert (S_COUNT_OF (s_report_escalation_fields) <= SGMQ_PROTO_MAX_FIELDS,
+                "report-escalation has more keys than a map may");
+_Static_assert (S_COUNT_OF (s_report_learning_fields) <= SGMQ_PROTO_MAX_FIELDS,
+                "report-learning has more keys than a map may");
 
 static const s_table_t s_cmd_tables [SGMQ_CMD_COUNT_] = {
     [SGMQ_CMD_HELLO]          = S_TABLE (s_hello_fields),
@@ -1249,12 +1337,17 @@ static const s_table_t s_cmd_tables [SGMQ_CMD_COUNT_] = {
     [SGMQ_CMD_PONG]           = { NULL, 0 },
     [SGMQ_CMD_BYE]            = { NULL, 0 },
     [SGMQ_CMD_ERROR]          = S_TABLE (s_error_fields),
+    [SGMQ_CMD_REPORT]         = S_TABLE (s_report_fields),
+    [SGMQ_CMD_REPORT_ESCALATION] = S_TABLE (s_report_escalation_fields),
+    [SGMQ_CMD_REPORT_LEARNING]   = S_TABLE (s_report_learning_fields),
+    [SGMQ_CMD_REPORT_END]     = S_TABLE (s_report_end_fields),
 };
 
 //  Scratch space for one element of an S_F_ITEMS list while it is checked.
 typedef union {
     sgmq_pending_item_t pending_item;
     sgmq_ack_event_t ack_event;
+    sgmq_recipient_t recipient;
 } s_item_scratch_t;
 
 //  --------------------------------------------------------------------------

@@ -49,7 +49,8 @@ extern "C" {
 //  that one frame cannot monopolise a broker turn.
 #define SGMQ_PROTO_MAX_COMMANDS  1024
 //  Deepest nesting a valid frame has (frame / command / body / list /
-//  item / item's list): anything deeper is hostile.
+//  item / item's list, as in a REPORT-LEARNING recipient's groups):
+//  anything deeper is hostile.
 #define SGMQ_PROTO_MAX_DEPTH     6
 
 //  Field limits, in bytes of UTF-8 (strings) or items (lists). Each is as
@@ -66,7 +67,11 @@ extern "C" {
 #define SGMQ_PROTO_MAX_ROLES     4
 #define SGMQ_PROTO_MAX_ITEMS     1000   //  pending items per answer
 #define SGMQ_PROTO_MAX_ACKS      4096   //  ack events in one replay item
-#define SGMQ_PROTO_MAX_FIELDS    16     //  keys in one body map
+#define SGMQ_PROTO_MAX_RECIPIENTS 4096  //  recipients in one report-learning
+//  Keys in one map: the largest, REPORT-ESCALATION's body, has 19, and a
+//  few more leave room for a later command. A longer map is refused before
+//  any key is read. At most 32: the decoder keeps seen keys in a mask.
+#define SGMQ_PROTO_MAX_FIELDS    24
 #define SGMQ_PROTO_MAX_WINDOW    10000  //  deliveries in flight per session
 #define SGMQ_PROTO_DEFAULT_WINDOW 100
 #define SGMQ_PROTO_HASH_SIZE     32     //  BLAKE2b-256
@@ -135,6 +140,12 @@ typedef enum {
     SGMQ_CMD_PONG,          //  S: heartbeat answer
     SGMQ_CMD_BYE,           //  C: end the session now
     SGMQ_CMD_ERROR,         //  S: a request failed
+    //  Added within version 1 (PROTOCOL.md, Versioning): new commands go
+    //  at the end, so no earlier value moves.
+    SGMQ_CMD_REPORT,        //  C: the Escalation Tracker report
+    SGMQ_CMD_REPORT_ESCALATION, //  S: one escalation of the report
+    SGMQ_CMD_REPORT_LEARNING,   //  S: one learning alert of the report
+    SGMQ_CMD_REPORT_END,    //  S: end of the report, with its counts
     SGMQ_CMD_COUNT_         //  not a command: one past the last
 } sgmq_cmd_id_t;
 
@@ -184,6 +195,14 @@ typedef enum {
     SGMQ_STATE_COUNT_
 } sgmq_dstate_t;
 
+//  Where an escalation stands in the Escalation Tracker.
+typedef enum {
+    SGMQ_ESC_RAISED = 1,        //  "raised": no Executive member has acked it
+    SGMQ_ESC_ACKNOWLEDGED,      //  "acknowledged": acked, no response yet
+    SGMQ_ESC_RESPONDED,         //  "responded": a response refers to it
+    SGMQ_ESC_COUNT_
+} sgmq_esc_status_t;
+
 //  Wire names and back. _name returns NULL for a value out of range;
 //  _parse returns 0 for a name it does not know. `len` is the name length
 //  (names need not be NUL-terminated).
@@ -203,6 +222,8 @@ const char *sgmq_proto_scope_name      (int scope);
 int         sgmq_proto_scope_parse     (const char *name, size_t len);
 const char *sgmq_proto_state_name      (int state);
 int         sgmq_proto_state_parse     (const char *name, size_t len);
+const char *sgmq_proto_esc_status_name  (int status);
+int         sgmq_proto_esc_status_parse (const char *name, size_t len);
 
 //  --------------------------------------------------------------------------
 //  Values. These are plain data, like struct tm: they hold no resources, so
@@ -292,6 +313,14 @@ typedef struct {
     uint64_t time;
 } sgmq_ack_event_t;
 
+//  One recipient of a learning alert, in a REPORT-LEARNING.
+typedef struct {
+    const char *name;                   //  principal name
+    const char *agency;
+    sgmq_strlist_t groups;              //  its groups (0..16)
+    uint64_t acked_at;                  //  0: not acknowledged
+} sgmq_recipient_t;
+
 typedef struct {
     uint64_t seq;                       //  chain position signed
     uint64_t time;                      //  when it was signed
@@ -367,6 +396,32 @@ typedef struct {
             bool has_checkpoint;
             sgmq_checkpoint_t checkpoint;   //  newest signed checkpoint
         } replay_end;
+        struct { uint64_t since, until; } report;       //  time range of raising/publishing; 0: open
+        struct {
+            uint64_t seq, time;                         //  the escalation; when raised
+            const char *from, *agency;                  //  who raised it
+            const char *group, *title;                  //  raising group, title
+            sgmq_severity_t severity;
+            uint64_t respond_by, ack_by;                //  deadlines
+            sgmq_esc_status_t status;
+            uint64_t acked_at;                          //  0: not acknowledged
+            const char *acked_by;                       //  NULL if not acknowledged
+            uint64_t responded_at, response_seq;        //  0: no response
+            const char *decision, *response_summary;    //  NULL if no response
+            bool overdue_ack, overdue_response;         //  a deadline was missed (even if met later)
+            uint32_t reminders;                         //  reminders the broker sent about it
+        } report_escalation;
+        struct {
+            uint64_t seq, time;
+            const char *from, *agency, *title, *review_ref;
+            sgmq_review_type_t review_type;
+            sgmq_strlist_t groups;                      //  target groups
+            uint64_t session_by, session_held;          //  held: 0 = not yet
+            uint64_t reflection_by, reflection_held;
+            uint32_t recipient_count;
+            const sgmq_recipient_t *recipients;
+        } report_learning;
+        struct { uint64_t escalations, learning; } report_end;   //  items sent
         struct {
             uint32_t code;              //  sgmq_status_t
             const char *reason;         //  human-readable, never NULL

@@ -48,6 +48,27 @@ s_list_same (sgmq_strlist_t a, sgmq_strlist_t b)
     return true;
 }
 
+//  A learning item of the report: every recipient, with its groups (the
+//  deepest values a frame holds).
+static bool
+s_learning_same (const sgmq_cmd_t *a, const sgmq_cmd_t *b)
+{
+    if (a->u.report_learning.seq != b->u.report_learning.seq
+        || a->u.report_learning.session_held != b->u.report_learning.session_held
+        || a->u.report_learning.reflection_held != b->u.report_learning.reflection_held
+        || !s_list_same (a->u.report_learning.groups, b->u.report_learning.groups)
+        || a->u.report_learning.recipient_count != b->u.report_learning.recipient_count)
+        return false;
+    for (uint32_t i = 0; i < a->u.report_learning.recipient_count; i++) {
+        const sgmq_recipient_t *x = &a->u.report_learning.recipients [i];
+        const sgmq_recipient_t *y = &b->u.report_learning.recipients [i];
+        if (!s_str_same (x->name, y->name) || !s_str_same (x->agency, y->agency)
+            || !s_list_same (x->groups, y->groups) || x->acked_at != y->acked_at)
+            return false;
+    }
+    return true;
+}
+
 //  The fields that matter most, per command; byte-for-byte equality of the
 //  re-encoding covers the rest.
 static bool
@@ -101,6 +122,29 @@ s_cmd_same (const sgmq_cmd_t *a, const sgmq_cmd_t *b)
             return a->u.error.code == b->u.error.code
                 && s_str_same (a->u.error.reason, b->u.error.reason)
                 && s_str_same (a->u.error.field, b->u.error.field);
+        case SGMQ_CMD_REPORT:
+            return a->u.report.since == b->u.report.since
+                && a->u.report.until == b->u.report.until;
+        case SGMQ_CMD_REPORT_ESCALATION:
+            return a->u.report_escalation.seq == b->u.report_escalation.seq
+                && a->u.report_escalation.status == b->u.report_escalation.status
+                && a->u.report_escalation.acked_at == b->u.report_escalation.acked_at
+                && s_str_same (a->u.report_escalation.acked_by,
+                               b->u.report_escalation.acked_by)
+                && a->u.report_escalation.response_seq
+                   == b->u.report_escalation.response_seq
+                && s_str_same (a->u.report_escalation.response_summary,
+                               b->u.report_escalation.response_summary)
+                && a->u.report_escalation.overdue_ack
+                   == b->u.report_escalation.overdue_ack
+                && a->u.report_escalation.overdue_response
+                   == b->u.report_escalation.overdue_response
+                && a->u.report_escalation.reminders == b->u.report_escalation.reminders;
+        case SGMQ_CMD_REPORT_LEARNING:
+            return s_learning_same (a, b);
+        case SGMQ_CMD_REPORT_END:
+            return a->u.report_end.escalations == b->u.report_end.escalations
+                && a->u.report_end.learning == b->u.report_end.learning;
         default:
             return true;
     }

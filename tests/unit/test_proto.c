@@ -307,6 +307,17 @@ sample_body (sgmq_kind_t kind, bool full)
 static sgmq_pending_item_t s_items [2];
 static char s_ref64 [SGMQ_PROTO_MAX_NAME + 1];
 static sgmq_ack_event_t s_acks [2];
+static const char *const s_three_groups [] = {
+    "executive", "learning-sub-group", "health-sub-group"
+};
+//  Recipients of a learning alert: with several groups, with none (no
+//  longer admitted), acknowledged and not.
+static const sgmq_recipient_t s_recipients [] = {
+    { "chair-health", "nhs-trust", { 2, s_groups }, 1701000100000ULL },
+    { "dsl-school-7", "education", { 3, s_three_groups }, 0 },
+    { "former-member", "", { 0, NULL }, 1701000200000ULL },
+    { "lead-police", "police", { 1, s_one_group }, 1701000300000ULL },
+};
 static uint8_t s_canonical_body [64];
 static size_t s_canonical_size;
 
@@ -467,6 +478,72 @@ sample_cmds (sgmq_cmd_t *cmds, size_t max)
     c = NEXT (SGMQ_CMD_ERROR, 0);
     c->u.error.code = 599;
     c->u.error.reason = "x";
+
+    //  The Escalation Tracker report: an open range and a closed one; an
+    //  escalation just raised (optional fields absent) and one responded
+    //  to late (all present); a learning alert with several recipients and
+    //  one with none.
+    NEXT (SGMQ_CMD_REPORT, 30);
+    c = NEXT (SGMQ_CMD_REPORT, 31);
+    c->u.report.since = 1696118400000ULL;
+    c->u.report.until = 1698796799999ULL;
+    c = NEXT (SGMQ_CMD_REPORT_ESCALATION, 31);
+    c->u.report_escalation.seq = 1;
+    c->u.report_escalation.time = 0;
+    c->u.report_escalation.from = "h";
+    c->u.report_escalation.agency = "";
+    c->u.report_escalation.group = "g";
+    c->u.report_escalation.title = "T";
+    c->u.report_escalation.severity = SGMQ_SEVERITY_LOW;
+    c->u.report_escalation.status = SGMQ_ESC_RAISED;
+    c = NEXT (SGMQ_CMD_REPORT_ESCALATION, UINT64_MAX);
+    c->u.report_escalation.seq = 41;
+    c->u.report_escalation.time = 1696200000000ULL;
+    c->u.report_escalation.from = "health-system";
+    c->u.report_escalation.agency = "nhs-trust";
+    c->u.report_escalation.group = "health-sub-group";
+    c->u.report_escalation.title = "Strategy meeting not convened – école référral";
+    c->u.report_escalation.severity = SGMQ_SEVERITY_CRITICAL;
+    c->u.report_escalation.respond_by = 1697000000000ULL;
+    c->u.report_escalation.ack_by = 1696800000000ULL;
+    c->u.report_escalation.status = SGMQ_ESC_RESPONDED;
+    c->u.report_escalation.acked_at = 1696900000000ULL;
+    c->u.report_escalation.acked_by = "chair-exec";
+    c->u.report_escalation.responded_at = 1697100000000ULL;
+    c->u.report_escalation.response_seq = UINT64_MAX;
+    c->u.report_escalation.decision = "Agreed: the chair writes to the provider";
+    c->u.report_escalation.response_summary = "Discussed on 12 June.\nActions:\r\n\tone";
+    c->u.report_escalation.overdue_ack = true;
+    c->u.report_escalation.overdue_response = true;
+    c->u.report_escalation.reminders = UINT32_MAX;
+    c = NEXT (SGMQ_CMD_REPORT_LEARNING, 31);
+    c->u.report_learning.seq = 77;
+    c->u.report_learning.time = 1696300000000ULL;
+    c->u.report_learning.from = "partnership-office";
+    c->u.report_learning.agency = "partnership";
+    c->u.report_learning.title = "Child G: learning from the rapid review";
+    c->u.report_learning.review_ref = "RR-2023-04";
+    c->u.report_learning.review_type = SGMQ_REVIEW_RAPID_REVIEW;
+    c->u.report_learning.groups = LIST (s_three_groups);
+    c->u.report_learning.session_by = 1697500000000ULL;
+    c->u.report_learning.session_held = 1697400000000ULL;
+    c->u.report_learning.reflection_by = 1727900000000ULL;
+    c->u.report_learning.recipient_count =
+        (uint32_t) (sizeof (s_recipients) / sizeof (s_recipients [0]));
+    c->u.report_learning.recipients = s_recipients;
+    c = NEXT (SGMQ_CMD_REPORT_LEARNING, 31);
+    c->u.report_learning.seq = 78;
+    c->u.report_learning.from = "p";
+    c->u.report_learning.agency = "";
+    c->u.report_learning.title = "T";
+    c->u.report_learning.review_ref = "R";
+    c->u.report_learning.review_type = SGMQ_REVIEW_OTHER;
+    c->u.report_learning.groups = LIST (s_one_group);
+    c->u.report_learning.reflection_held = 1;
+    c = NEXT (SGMQ_CMD_REPORT_END, 31);
+    c->u.report_end.escalations = 2;
+    c->u.report_end.learning = 2;
+    NEXT (SGMQ_CMD_REPORT_END, 30);
 #undef NEXT
     assert_true (n <= max);
     return n;
@@ -697,6 +774,67 @@ check_cmd (const sgmq_cmd_t *e, const sgmq_cmd_t *a)
             check_str (e->u.error.reason, a->u.error.reason);
             check_str (e->u.error.field, a->u.error.field);
             break;
+        case SGMQ_CMD_REPORT:
+            assert_true (e->u.report.since == a->u.report.since);
+            assert_true (e->u.report.until == a->u.report.until);
+            break;
+        case SGMQ_CMD_REPORT_ESCALATION: {
+            //  Anonymous structs have no type to point with: name them.
+#define X_ (&e->u.report_escalation)
+#define Y_ (&a->u.report_escalation)
+            assert_true (X_->seq == Y_->seq);
+            assert_true (X_->time == Y_->time);
+            check_str (X_->from, Y_->from);
+            check_str (X_->agency, Y_->agency);
+            check_str (X_->group, Y_->group);
+            check_str (X_->title, Y_->title);
+            assert_int_equal (X_->severity, Y_->severity);
+            assert_true (X_->respond_by == Y_->respond_by);
+            assert_true (X_->ack_by == Y_->ack_by);
+            assert_int_equal (X_->status, Y_->status);
+            assert_true (X_->acked_at == Y_->acked_at);
+            check_str (X_->acked_by, Y_->acked_by);
+            assert_true (X_->responded_at == Y_->responded_at);
+            assert_true (X_->response_seq == Y_->response_seq);
+            check_str (X_->decision, Y_->decision);
+            check_str (X_->response_summary, Y_->response_summary);
+            assert_int_equal (X_->overdue_ack, Y_->overdue_ack);
+            assert_int_equal (X_->overdue_response, Y_->overdue_response);
+            assert_int_equal (X_->reminders, Y_->reminders);
+#undef X_
+#undef Y_
+            break;
+        }
+        case SGMQ_CMD_REPORT_LEARNING: {
+#define X_ (&e->u.report_learning)
+#define Y_ (&a->u.report_learning)
+            assert_true (X_->seq == Y_->seq);
+            assert_true (X_->time == Y_->time);
+            check_str (X_->from, Y_->from);
+            check_str (X_->agency, Y_->agency);
+            check_str (X_->title, Y_->title);
+            check_str (X_->review_ref, Y_->review_ref);
+            assert_int_equal (X_->review_type, Y_->review_type);
+            check_list (X_->groups, Y_->groups);
+            assert_true (X_->session_by == Y_->session_by);
+            assert_true (X_->session_held == Y_->session_held);
+            assert_true (X_->reflection_by == Y_->reflection_by);
+            assert_true (X_->reflection_held == Y_->reflection_held);
+            assert_int_equal (X_->recipient_count, Y_->recipient_count);
+            for (uint32_t i = 0; i < X_->recipient_count; i++) {
+                check_str (X_->recipients [i].name, Y_->recipients [i].name);
+                check_str (X_->recipients [i].agency, Y_->recipients [i].agency);
+                check_list (X_->recipients [i].groups, Y_->recipients [i].groups);
+                assert_true (X_->recipients [i].acked_at == Y_->recipients [i].acked_at);
+            }
+#undef X_
+#undef Y_
+            break;
+        }
+        case SGMQ_CMD_REPORT_END:
+            assert_true (e->u.report_end.escalations == a->u.report_end.escalations);
+            assert_true (e->u.report_end.learning == a->u.report_end.learning);
+            break;
         default:
             fail ();
     }
@@ -735,6 +873,7 @@ test_names (void **state)
         { sgmq_proto_reason_name, sgmq_proto_reason_parse, SGMQ_REASON_COUNT_ },
         { sgmq_proto_scope_name, sgmq_proto_scope_parse, SGMQ_SCOPE_COUNT_ },
         { sgmq_proto_state_name, sgmq_proto_state_parse, SGMQ_STATE_COUNT_ },
+        { sgmq_proto_esc_status_name, sgmq_proto_esc_status_parse, SGMQ_ESC_COUNT_ },
     };
     for (size_t e = 0; e < sizeof (enums) / sizeof (enums [0]); e++) {
         assert_null (enums [e].name (0));
@@ -756,7 +895,25 @@ test_names (void **state)
     assert_string_equal (sgmq_proto_reason_name (SGMQ_REASON_SESSION_DUE),
                          "learning-session-due");
     assert_int_equal (sgmq_proto_kind_parse ("ESCALATION", 10), 0);
+    assert_string_equal (sgmq_proto_cmd_name (SGMQ_CMD_REPORT), "report");
+    assert_string_equal (sgmq_proto_cmd_name (SGMQ_CMD_REPORT_ESCALATION),
+                         "report-escalation");
+    assert_string_equal (sgmq_proto_cmd_name (SGMQ_CMD_REPORT_LEARNING),
+                         "report-learning");
+    assert_string_equal (sgmq_proto_cmd_name (SGMQ_CMD_REPORT_END), "report-end");
+    assert_string_equal (sgmq_proto_esc_status_name (SGMQ_ESC_RAISED), "raised");
+    assert_string_equal (sgmq_proto_esc_status_name (SGMQ_ESC_ACKNOWLEDGED),
+                         "acknowledged");
+    assert_int_equal (sgmq_proto_esc_status_parse ("responded", 9), SGMQ_ESC_RESPONDED);
 }
+
+//  Commands added within version 1 go after ERROR: no earlier value moves
+//  (code compiled against the old header keeps working).
+_Static_assert (SGMQ_CMD_HELLO == 1 && SGMQ_CMD_REPLAY_END == 14
+                && SGMQ_CMD_ERROR == 18, "existing command values moved");
+_Static_assert (SGMQ_CMD_REPORT == 19 && SGMQ_CMD_REPORT_ESCALATION == 20
+                && SGMQ_CMD_REPORT_LEARNING == 21 && SGMQ_CMD_REPORT_END == 22
+                && SGMQ_CMD_COUNT_ == 23, "report commands out of place");
 
 //  --------------------------------------------------------------------------
 //  Round trips
@@ -1061,6 +1218,23 @@ typedef struct {
        "'from_key':'','agency':'','groups':['g'],'body':x'80','hash':" hash \
        ",'prev':bin(32),'acks':" acks "}]")
 
+#define REP_ESC(seq, status, overdue_ack, reminders, extra) \
+    F ("['report-escalation',4,{'seq':" seq ",'time':2,'from':'f','agency':''," \
+       "'group':'g','title':'T','severity':'high','respond_by':3,'ack_by':4," \
+       "'status':" status ",'overdue_ack':" overdue_ack ",'overdue_response':false," \
+       "'reminders':" reminders extra "}]")
+#define REP_ESC_WITH(extra) REP_ESC ("1", "'raised'", "false", "0", extra)
+#define REP_ESC_ALL \
+    ",'acked_at':5,'acked_by':'chair','responded_at':6,'response_seq':7," \
+    "'decision':'d','response_summary':'two\\nlines'"
+#define RCPT(name, groups) "{" name "'agency':'a','groups':" groups "}"
+#define RCPT_OK RCPT ("'name':'n',", "['g']")
+#define REP_LEARN(groups, recipients) \
+    F ("['report-learning',5,{'seq':1,'time':2,'from':'f','agency':'a','title':'T'," \
+       "'review_ref':'R','review_type':'cspr','groups':" groups ",'session_by':3," \
+       "'reflection_by':4,'recipients':" recipients "}]")
+#define REP_RCPT(recipient) REP_LEARN ("['g']", "[" RCPT_OK "," recipient "]")
+
 static const bad_case_t s_cases [] = {
     //  Sanity: the building blocks are valid.
     { F ("['ping',1,{}]"), OK, SGMQ_OK, NULL },
@@ -1069,6 +1243,12 @@ static const bad_case_t s_cases [] = {
     { F ("['pending-answer',1,{'items':[" ITEM (",'state':'pending'") "],'next':0}]"),
       OK, SGMQ_OK, NULL },
     { REPLAY_ITEM ("bin(32)", "[{'by':'a','key':'k','time':1}]"), OK, SGMQ_OK, NULL },
+    { F ("['report',1,{}]"), OK, SGMQ_OK, NULL },
+    { F ("['report',1,{'until':5,'since':0}]"), OK, SGMQ_OK, NULL },
+    { REP_ESC_WITH (""), OK, SGMQ_OK, NULL },
+    { REP_LEARN ("['g']", "[]"), OK, SGMQ_OK, NULL },
+    { REP_RCPT (RCPT ("'acked_at':9,'name':'m',", "[]")), OK, SGMQ_OK, NULL },
+    { F ("['report-end',1,{'learning':0,'escalations':0}]"), OK, SGMQ_OK, NULL },
 
     //  Not a frame at all.
     { "@c1", FRAME, SGMQ_E_MALFORMED, "frame" },
@@ -1136,7 +1316,10 @@ static const bad_case_t s_cases [] = {
     { F ("['ping',1,{'x':1}]"), CMD, SGMQ_E_UNKNOWN_FIELD, "x" },
     { F ("['bye',1,{'reason':'done'}]"), CMD, SGMQ_E_UNKNOWN_FIELD, "reason" },
     { F ("['ping',1,{1:1}]"), CMD, SGMQ_E_WRONG_TYPE, "body" },
-    { F ("['ack',1,{rep(17,'seq':1)}]"), CMD, SGMQ_E_TOO_MANY, "body" },
+    { F ("['ack',1,{rep(25,'seq':1)}]"), CMD, SGMQ_E_TOO_MANY, "body" },
+    { F ("['ack',1,{rep(24,'seq':1)}]"), CMD, SGMQ_E_DUPLICATE_FIELD, "seq" },
+    //  The longest map there is: all 19 keys of REPORT-ESCALATION.
+    { REP_ESC ("1", "'responded'", "true", "4294967295", REP_ESC_ALL), OK, SGMQ_OK, NULL },
     { F ("['ack',1,{'seq':1,'seq':2}]"), CMD, SGMQ_E_DUPLICATE_FIELD, "seq" },
     { F ("['ack',1,{'seq':1,'Seq':2}]"), CMD, SGMQ_E_UNKNOWN_FIELD, "Seq" },
     { F ("['ack',1,{'se\\x01q':2}]"), CMD, SGMQ_E_UNKNOWN_FIELD, "se?q" },
@@ -1160,6 +1343,105 @@ static const bad_case_t s_cases [] = {
       CMD, SGMQ_E_UNKNOWN_FIELD, "from" },
     { REPLAY_ITEM ("bin(32)", "[{'by':'a','key':'k','time':1,'sig':1}]"),
       CMD, SGMQ_E_UNKNOWN_FIELD, "acks[0].sig" },
+
+    //  The Escalation Tracker report.
+    { REP_RCPT (RCPT ("'name':'n','colour':'red',", "[]")),
+      CMD, SGMQ_E_UNKNOWN_FIELD, "recipients[1].colour" },
+    { REP_RCPT (RCPT ("'name':'n','name':'m',", "[]")),
+      CMD, SGMQ_E_DUPLICATE_FIELD, "recipients[1].name" },
+    { F ("['report',1,{'group':'executive'}]"), CMD, SGMQ_E_UNKNOWN_FIELD, "group" },
+    { F ("['report',1,{'since':1,'since':2}]"), CMD, SGMQ_E_DUPLICATE_FIELD, "since" },
+    { REP_ESC_WITH (",'body':{}"), CMD, SGMQ_E_UNKNOWN_FIELD, "body" },
+    { F ("['report-end',1,{'escalations':0,'learning':0,'count':0}]"),
+      CMD, SGMQ_E_UNKNOWN_FIELD, "count" },
+    //  Missing fields.
+    { REP_RCPT (RCPT ("", "[]")), CMD, SGMQ_E_MISSING_FIELD, "recipients[1].name" },
+    { REP_RCPT (RCPT ("'acked_at':1,", "['g']")),
+      CMD, SGMQ_E_MISSING_FIELD, "recipients[1].name" },
+    { REP_RCPT ("{'name':'n','agency':'a'}"), CMD, SGMQ_E_MISSING_FIELD, "recipients[1].groups" },
+    { REP_RCPT ("{'name':'n','groups':[]}"), CMD, SGMQ_E_MISSING_FIELD, "recipients[1].agency" },
+    { F ("['report-escalation',4,{'seq':1}]"), CMD, SGMQ_E_MISSING_FIELD, "time" },
+    { F ("['report-escalation',4,{'seq':1,'time':2,'from':'f','agency':'','group':'g',"
+         "'title':'T','severity':'high','respond_by':3,'ack_by':4,'status':'raised',"
+         "'overdue_ack':false,'reminders':0}]"),
+      CMD, SGMQ_E_MISSING_FIELD, "overdue_response" },
+    { F ("['report-learning',5,{'seq':1,'time':2,'from':'f','agency':'a','title':'T',"
+         "'review_ref':'R','review_type':'cspr','groups':['g'],'session_by':3,"
+         "'reflection_by':4}]"),
+      CMD, SGMQ_E_MISSING_FIELD, "recipients" },
+    { F ("['report-end',1,{'escalations':0}]"), CMD, SGMQ_E_MISSING_FIELD, "learning" },
+    //  Wrong types.
+    { REP_ESC ("'1'", "'raised'", "false", "0", ""), CMD, SGMQ_E_WRONG_TYPE, "seq" },
+    { REP_ESC ("1", "2", "false", "0", ""), CMD, SGMQ_E_WRONG_TYPE, "status" },
+    { REP_ESC ("1", "['raised']", "false", "0", ""), CMD, SGMQ_E_WRONG_TYPE, "status" },
+    { REP_ESC ("1", "'raised'", "0", "0", ""), CMD, SGMQ_E_WRONG_TYPE, "overdue_ack" },
+    { REP_ESC ("1", "'raised'", "nil", "0", ""), CMD, SGMQ_E_WRONG_TYPE, "overdue_ack" },
+    { REP_ESC ("1", "'raised'", "false", "-1", ""), CMD, SGMQ_E_WRONG_TYPE, "reminders" },
+    { REP_ESC_WITH (",'acked_at':'today'"), CMD, SGMQ_E_WRONG_TYPE, "acked_at" },
+    { REP_ESC_WITH (",'decision':x'41'"), CMD, SGMQ_E_WRONG_TYPE, "decision" },
+    { REP_LEARN ("'g'", "[]"), CMD, SGMQ_E_WRONG_TYPE, "groups" },
+    { REP_LEARN ("['g']", "{}"), CMD, SGMQ_E_WRONG_TYPE, "recipients" },
+    { REP_LEARN ("['g']", "['n']"), CMD, SGMQ_E_WRONG_TYPE, "recipients[0]" },
+    { REP_RCPT (RCPT ("'name':'n',", "'g'")), CMD, SGMQ_E_WRONG_TYPE, "recipients[1].groups" },
+    { REP_RCPT (RCPT ("'name':'n',", "['g',7]")),
+      CMD, SGMQ_E_WRONG_TYPE, "recipients[1].groups[1]" },
+    { REP_RCPT (RCPT ("'name':5,", "[]")), CMD, SGMQ_E_WRONG_TYPE, "recipients[1].name" },
+    { REP_RCPT (RCPT ("'name':'n','acked_at':true,", "[]")),
+      CMD, SGMQ_E_WRONG_TYPE, "recipients[1].acked_at" },
+    { F ("['report',1,{'since':-1}]"), CMD, SGMQ_E_WRONG_TYPE, "since" },
+    { F ("['report',1,{'until':'2023-10-31'}]"), CMD, SGMQ_E_WRONG_TYPE, "until" },
+    { F ("['report-end',1,{'escalations':1.0,'learning':0}]"),
+      CMD, SGMQ_E_WRONG_TYPE, "escalations" },
+    //  Enums and values.
+    { REP_ESC ("1", "'closed'", "false", "0", ""), CMD, SGMQ_E_BAD_VALUE, "status" },
+    { REP_ESC ("1", "'Raised'", "false", "0", ""), CMD, SGMQ_E_BAD_VALUE, "status" },
+    { REP_ESC ("1", "'raised '", "false", "0", ""), CMD, SGMQ_E_BAD_VALUE, "status" },
+    { REP_ESC ("1", "'delivered'", "false", "0", ""), CMD, SGMQ_E_BAD_VALUE, "status" },
+    { REP_ESC ("1", "''", "false", "0", ""), CMD, SGMQ_E_BAD_VALUE, "status" },
+    { F ("['report-escalation',4,{'severity':'urgent'}]"),
+      CMD, SGMQ_E_BAD_VALUE, "severity" },
+    { F ("['report-learning',4,{'review_type':'inquest'}]"),
+      CMD, SGMQ_E_BAD_VALUE, "review_type" },
+    { REP_ESC ("0", "'raised'", "false", "0", ""), CMD, SGMQ_E_BAD_VALUE, "seq" },
+    { REP_ESC_WITH (",'response_seq':0"), CMD, SGMQ_E_BAD_VALUE, "response_seq" },
+    { REP_ESC ("1", "'raised'", "false", "4294967296", ""), CMD, SGMQ_E_BAD_VALUE, "reminders" },
+    //  Strings.
+    { REP_ESC_WITH (",'acked_by':''"), CMD, SGMQ_E_BAD_VALUE, "acked_by" },
+    { REP_ESC_WITH (",'acked_by':str(65)"), CMD, SGMQ_E_TOO_LONG, "acked_by" },
+    { REP_ESC_WITH (",'decision':str(2000)"), OK, SGMQ_OK, NULL },
+    { REP_ESC_WITH (",'decision':str(2001)"), CMD, SGMQ_E_TOO_LONG, "decision" },
+    { REP_ESC_WITH (",'response_summary':str(4000)"), OK, SGMQ_OK, NULL },
+    { REP_ESC_WITH (",'response_summary':str(4001)"), CMD, SGMQ_E_TOO_LONG, "response_summary" },
+    { REP_ESC_WITH (",'decision':'bell\\x07'"), CMD, SGMQ_E_BAD_VALUE, "decision" },
+    { REP_ESC_WITH (",'acked_by':'two\\nlines'"), CMD, SGMQ_E_BAD_VALUE, "acked_by" },
+    { REP_ESC_WITH (",'response_summary':'\\xed\\xa0\\x80'"),
+      CMD, SGMQ_E_BAD_UTF8, "response_summary" },
+    { REP_RCPT (RCPT ("'name':'',", "[]")), CMD, SGMQ_E_BAD_VALUE, "recipients[1].name" },
+    { REP_RCPT (RCPT ("'name':str(65),", "[]")), CMD, SGMQ_E_TOO_LONG, "recipients[1].name" },
+    { REP_RCPT (RCPT ("'name':'\\xc0\\xaf',", "[]")),
+      CMD, SGMQ_E_BAD_UTF8, "recipients[1].name" },
+    { REP_RCPT (RCPT ("'name':'n',", "['a\\x01b']")),
+      CMD, SGMQ_E_BAD_VALUE, "recipients[1].groups[0]" },
+    { REP_RCPT (RCPT ("'name':'n',", "['']")),
+      CMD, SGMQ_E_BAD_VALUE, "recipients[1].groups[0]" },
+    { REP_RCPT ("{'name':'n','agency':str(65),'groups':[]}"),
+      CMD, SGMQ_E_TOO_LONG, "recipients[1].agency" },
+    //  Counts and depth: a recipient's groups sit at depth 6, the deepest
+    //  allowed; anything inside them is too deep for the whole frame.
+    { REP_LEARN ("['g']", "[rep(4096," RCPT_OK ")]"), OK, SGMQ_OK, NULL },
+    { REP_LEARN ("['g']", "[rep(4097,0)]"), CMD, SGMQ_E_TOO_MANY, "recipients" },
+    { REP_RCPT (RCPT ("'name':'n',", "[rep(16,'g')]")), OK, SGMQ_OK, NULL },
+    { REP_RCPT (RCPT ("'name':'n',", "[rep(17,'g')]")),
+      CMD, SGMQ_E_TOO_MANY, "recipients[1].groups" },
+    { REP_LEARN ("[rep(17,'g')]", "[]"), CMD, SGMQ_E_TOO_MANY, "groups" },
+    { REP_LEARN ("[]", "[]"), CMD, SGMQ_E_BAD_VALUE, "groups" },
+    { REP_RCPT (RCPT ("'name':'n',", "[['g']]")), FRAME, SGMQ_E_TOO_DEEP, "frame" },
+    { REP_RCPT (RCPT ("'name':'n',", "['g',{}]")), FRAME, SGMQ_E_TOO_DEEP, "frame" },
+    { REP_RCPT (RCPT ("'name':'n',", "[[]]")), FRAME, SGMQ_E_TOO_DEEP, "frame" },
+    { REP_RCPT ("{'name':'n','agency':'a','groups':[],'acked_at':{}}"),
+      CMD, SGMQ_E_WRONG_TYPE, "recipients[1].acked_at" },
+    { REP_RCPT ("{'name':'n','agency':'a','groups':[],'acked_at':[[]]}"),
+      FRAME, SGMQ_E_TOO_DEEP, "frame" },
 
     //  Unknown kinds.
     { PUB ("rumour", "{}"), CMD, SGMQ_E_UNKNOWN_KIND, "kind" },
@@ -1391,6 +1673,12 @@ test_huge_counts (void **state)
         F ("['publish',1,{'ref':'r','kind':'learning','body':{'theme':[rep(32,'')]}}]"),
         F ("rep(1024,['publish',1,{'ref':'r','kind':'learning','body':{'theme':[rep(32,'')]}}])"),
         F ("rep(1024,['replay-item',1,{'acks':[rep(16,{'by':'a','key':'k','time':1})],'x':1}])"),
+        F ("['report-learning',1,{'recipients':@ddffffffff}]"),
+        F ("['report-learning',1,{'recipients':[rep(4096,{'groups':[rep(16,'')]})]}]"),
+        //  Every recipient copied (struct, names, group pointers), then the
+        //  command fails on its last key and gives it all back; 1,024 times.
+        F ("rep(1024,['report-learning',1,{'recipients':[rep(8,"
+           "{'name':'n','agency':'','groups':[rep(16,'g')]})],'x':1}])"),
     };
     for (size_t i = 0; i < sizeof (inputs) / sizeof (inputs [0]); i++) {
         size_t size;
@@ -1490,10 +1778,10 @@ test_writer_refuses_invalid (void **state)
 
     static char long_title [SGMQ_PROTO_MAX_TITLE + 2];
     memset (long_title, 'a', sizeof (long_title) - 1);
-    sgmq_cmd_t bad [12];
+    sgmq_cmd_t bad [24];
     memset (bad, 0, sizeof (bad));
-    int codes [12];
-    const char *fields [12];
+    int codes [24];
+    const char *fields [24];
     size_t n = 0;
     bad [n] = (sgmq_cmd_t) { .cmd = SGMQ_CMD_PUBLISH, .id = 2 };
     bad [n].u.publish.ref = "r";
@@ -1553,6 +1841,88 @@ test_writer_refuses_invalid (void **state)
     bad [n].u.deliver.body_size = 4;
     codes [n] = SGMQ_E_UNKNOWN_FIELD;
     fields [n++] = "body.x";
+
+    //  The report: each of these is one change to a valid item.
+    sgmq_cmd_t esc = { .cmd = SGMQ_CMD_REPORT_ESCALATION, .id = 3 };
+    esc.u.report_escalation.seq = 1;
+    esc.u.report_escalation.from = esc.u.report_escalation.group = "g";
+    esc.u.report_escalation.agency = "";
+    esc.u.report_escalation.title = "T";
+    esc.u.report_escalation.severity = SGMQ_SEVERITY_HIGH;
+    esc.u.report_escalation.status = SGMQ_ESC_ACKNOWLEDGED;
+    assert_int_equal (sgmq_proto_write (writer, &esc, NULL), 0);
+    sgmq_proto_writer_reset (writer);
+    assert_int_equal (sgmq_proto_write (writer, &ok, NULL), 0);
+    bad [n] = esc;
+    bad [n].u.report_escalation.status = 0;
+    codes [n] = SGMQ_E_BAD_VALUE;
+    fields [n++] = "status";
+    bad [n] = esc;
+    bad [n].u.report_escalation.status = SGMQ_ESC_COUNT_;
+    codes [n] = SGMQ_E_BAD_VALUE;
+    fields [n++] = "status";
+    bad [n] = esc;
+    bad [n].u.report_escalation.severity = 0;
+    codes [n] = SGMQ_E_BAD_VALUE;
+    fields [n++] = "severity";
+    bad [n] = esc;
+    bad [n].u.report_escalation.title = NULL;
+    codes [n] = SGMQ_E_MISSING_FIELD;
+    fields [n++] = "title";
+    bad [n] = esc;
+    bad [n].u.report_escalation.acked_by = "";
+    codes [n] = SGMQ_E_BAD_VALUE;
+    fields [n++] = "acked_by";
+    bad [n] = esc;
+    bad [n].u.report_escalation.decision = "fine";
+    bad [n].u.report_escalation.response_summary = "tab\tok, bell\a not";
+    codes [n] = SGMQ_E_BAD_VALUE;
+    fields [n++] = "response_summary";
+
+    static const char *const seventeen [SGMQ_PROTO_MAX_GROUPS + 1] = {
+        "g", "g", "g", "g", "g", "g", "g", "g", "g", "g", "g", "g", "g", "g",
+        "g", "g", "g"
+    };
+    static sgmq_recipient_t no_name [2], too_many_groups [1];
+    no_name [0] = (sgmq_recipient_t) { "n", "a", { 1, s_one_group }, 0 };
+    no_name [1] = (sgmq_recipient_t) { NULL, "a", { 0, NULL }, 5 };
+    too_many_groups [0] = (sgmq_recipient_t) { "n", "", { 17, seventeen }, 0 };
+    sgmq_cmd_t learn = { .cmd = SGMQ_CMD_REPORT_LEARNING, .id = 4 };
+    learn.u.report_learning.seq = 1;
+    learn.u.report_learning.from = learn.u.report_learning.title = "f";
+    learn.u.report_learning.review_ref = learn.u.report_learning.agency = "r";
+    learn.u.report_learning.review_type = SGMQ_REVIEW_AUDIT;
+    learn.u.report_learning.groups = LIST (s_one_group);
+    learn.u.report_learning.recipient_count = 1;
+    learn.u.report_learning.recipients = no_name;
+    assert_int_equal (sgmq_proto_write (writer, &learn, NULL), 0);
+    sgmq_proto_writer_reset (writer);
+    assert_int_equal (sgmq_proto_write (writer, &ok, NULL), 0);
+    bad [n] = learn;
+    bad [n].u.report_learning.recipient_count = 2;
+    codes [n] = SGMQ_E_MISSING_FIELD;
+    fields [n++] = "recipients[1].name";
+    bad [n] = learn;
+    bad [n].u.report_learning.recipients = too_many_groups;
+    codes [n] = SGMQ_E_TOO_MANY;
+    fields [n++] = "recipients[0].groups";
+    bad [n] = learn;
+    bad [n].u.report_learning.recipient_count = SGMQ_PROTO_MAX_RECIPIENTS + 1;
+    codes [n] = SGMQ_E_TOO_MANY;
+    fields [n++] = "recipients";
+    bad [n] = learn;
+    bad [n].u.report_learning.recipients = NULL;
+    codes [n] = SGMQ_E_BAD_VALUE;
+    fields [n++] = "recipients";
+    bad [n] = learn;
+    bad [n].u.report_learning.groups.count = 0;
+    codes [n] = SGMQ_E_BAD_VALUE;
+    fields [n++] = "groups";
+    bad [n] = learn;
+    bad [n].u.report_learning.review_type = SGMQ_REVIEW_COUNT_;
+    codes [n] = SGMQ_E_BAD_VALUE;
+    fields [n++] = "review_type";
+    assert_true (n <= sizeof (bad) / sizeof (bad [0]));
 
     memset (s_items, 0, sizeof (s_items));
     s_items [0].seq = 1;
@@ -1773,6 +2143,129 @@ test_arena_blocks (void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  The Escalation Tracker report
+
+//  Decoding a learning item with many recipients, each with the most
+//  groups, keeps to the arena bound; and a recipient list too big for any
+//  frame is refused by the writer with TOO_LARGE (so a sender knows at
+//  once that "send and retry" cannot help), while one of ordinary size fits.
+static void
+test_report_learning_size (void **state)
+{
+    (void) state;
+    static char names [SGMQ_PROTO_MAX_GROUPS][SGMQ_PROTO_MAX_NAME + 1];
+    static const char *groups [SGMQ_PROTO_MAX_GROUPS];
+    for (size_t i = 0; i < SGMQ_PROTO_MAX_GROUPS; i++) {
+        memset (names [i], 'a' + (int) i, SGMQ_PROTO_MAX_NAME);
+        groups [i] = names [i];
+    }
+    sgmq_recipient_t *recipients = calloc (SGMQ_PROTO_MAX_RECIPIENTS,
+                                           sizeof (*recipients));
+    assert_non_null (recipients);
+    for (size_t i = 0; i < SGMQ_PROTO_MAX_RECIPIENTS; i++)
+        recipients [i] = (sgmq_recipient_t) {
+            names [i % SGMQ_PROTO_MAX_GROUPS], names [0],
+            { SGMQ_PROTO_MAX_GROUPS, groups }, 1700000000000ULL + i
+        };
+    sgmq_cmd_t item = { .cmd = SGMQ_CMD_REPORT_LEARNING, .id = 9 };
+    item.u.report_learning.seq = 1;
+    item.u.report_learning.from = item.u.report_learning.title = "f";
+    item.u.report_learning.review_ref = item.u.report_learning.agency = "r";
+    item.u.report_learning.review_type = SGMQ_REVIEW_CSPR;
+    item.u.report_learning.groups = LIST (s_one_group);
+    item.u.report_learning.recipients = recipients;
+
+    sgmq_proto_writer_t *writer = sgmq_proto_writer_new ();
+    sgmq_proto_frame_t *frame = sgmq_proto_frame_new ();
+    sgmq_proto_error_t error;
+    item.u.report_learning.recipient_count = SGMQ_PROTO_MAX_RECIPIENTS;
+    assert_int_equal (sgmq_proto_write (writer, &item, &error), -2);
+    assert_int_equal (error.code, SGMQ_E_TOO_LARGE);
+    assert_int_equal (sgmq_proto_writer_count (writer), 0);
+
+    //  As many of the largest recipients as fit in one frame.
+    uint32_t fit = 0;
+    for (uint32_t step = SGMQ_PROTO_MAX_RECIPIENTS; step; step /= 2) {
+        item.u.report_learning.recipient_count = fit + step;
+        sgmq_proto_writer_reset (writer);
+        if (fit + step <= SGMQ_PROTO_MAX_RECIPIENTS
+            && sgmq_proto_write (writer, &item, NULL) == 0)
+            fit += step;
+    }
+    assert_true (fit > 800 && fit < SGMQ_PROTO_MAX_RECIPIENTS);
+    item.u.report_learning.recipient_count = fit;
+    sgmq_proto_writer_reset (writer);
+    assert_int_equal (sgmq_proto_write (writer, &item, &error), 0);
+    size_t size = sgmq_proto_writer_size (writer);
+    assert_true (size <= SGMQ_PROTO_MAX_FRAME);
+    sgmq_proto_frame_destroy (&frame);
+    frame = sgmq_proto_frame_new ();
+    assert_int_equal (sgmq_proto_decode (frame, sgmq_proto_writer_data (writer),
+                                         size, &error), 0);
+    const sgmq_cmd_t *back = sgmq_proto_cmd (frame, 0, &error);
+    assert_non_null (back);
+    check_cmd (&item, back);
+    assert_true (sgmq_proto_frame_arena_size (frame) <= sgmq_proto_arena_bound (size));
+
+    //  Every recipient, with short names and two groups, fits easily.
+    for (size_t i = 0; i < SGMQ_PROTO_MAX_RECIPIENTS; i++)
+        recipients [i] = (sgmq_recipient_t) {
+            "member-of-staff-0042", "local-authority", LIST (s_groups),
+            i % 3 ? 1700000000000ULL + i : 0
+        };
+    item.u.report_learning.recipient_count = SGMQ_PROTO_MAX_RECIPIENTS;
+    sgmq_proto_writer_reset (writer);
+    assert_int_equal (sgmq_proto_write (writer, &item, &error), 0);
+    assert_int_equal (sgmq_proto_decode (frame, sgmq_proto_writer_data (writer),
+                                         sgmq_proto_writer_size (writer), &error), 0);
+    back = sgmq_proto_cmd (frame, 0, &error);
+    assert_non_null (back);
+    check_cmd (&item, back);
+
+    free (recipients);
+    sgmq_proto_writer_destroy (&writer);
+    sgmq_proto_frame_destroy (&frame);
+}
+
+//  The exact bytes of PROTOCOL.md's worked example for REPORT, and of a
+//  REPORT-END: keys in table order, absent optionals left out.
+static void
+test_report_bytes (void **state)
+{
+    (void) state;
+    sgmq_proto_writer_t *writer = sgmq_proto_writer_new ();
+    sgmq_cmd_t report = { .cmd = SGMQ_CMD_REPORT, .id = 5 };
+    report.u.report.since = 1696118400000ULL;      //  2023-10-01T00:00:00Z
+    report.u.report.until = 1698796799999ULL;      //  2023-10-31T23:59:59.999Z
+    assert_int_equal (sgmq_proto_write (writer, &report, NULL), 0);
+    static const uint8_t expected [] = {
+        0x93, 0xa4, 'S', 'G', 'M', 'Q', 0x01,
+        0x93, 0xa6, 'r', 'e', 'p', 'o', 'r', 't', 0x05,
+        0x82, 0xa5, 's', 'i', 'n', 'c', 'e',
+        0xcf, 0x00, 0x00, 0x01, 0x8a, 0xe8, 0x88, 0xe4, 0x00,
+        0xa5, 'u', 'n', 't', 'i', 'l',
+        0xcf, 0x00, 0x00, 0x01, 0x8b, 0x88, 0x2e, 0x07, 0xff
+    };
+    assert_int_equal (sgmq_proto_writer_size (writer), sizeof (expected));
+    assert_memory_equal (sgmq_proto_writer_data (writer), expected, sizeof (expected));
+
+    sgmq_proto_writer_reset (writer);
+    sgmq_cmd_t end = { .cmd = SGMQ_CMD_REPORT_END, .id = 5 };
+    end.u.report_end.escalations = 3;
+    assert_int_equal (sgmq_proto_write (writer, &end, NULL), 0);
+    static const uint8_t expected_end [] = {
+        0x93, 0xa4, 'S', 'G', 'M', 'Q', 0x01,
+        0x93, 0xaa, 'r', 'e', 'p', 'o', 'r', 't', '-', 'e', 'n', 'd', 0x05,
+        0x82, 0xab, 'e', 's', 'c', 'a', 'l', 'a', 't', 'i', 'o', 'n', 's', 0x03,
+        0xa8, 'l', 'e', 'a', 'r', 'n', 'i', 'n', 'g', 0x00
+    };
+    assert_int_equal (sgmq_proto_writer_size (writer), sizeof (expected_end));
+    assert_memory_equal (sgmq_proto_writer_data (writer), expected_end,
+                         sizeof (expected_end));
+    sgmq_proto_writer_destroy (&writer);
+}
+
+//  --------------------------------------------------------------------------
 //  Seed corpus for tests/fuzz/corpus/proto: run with
 //  TEST_PROTO_WRITE_CORPUS=DIR to (re)write it. The files are checked in;
 //  nothing needs this to run first.
@@ -1843,6 +2336,8 @@ write_corpus (void **state)
     write_seed_notation (dir, "bad-unknown-command", F ("['frobnicate',9,{}]"));
     write_seed_notation (dir, "bad-deep", F ("['ping',1,{'a':[[[[]]]]}]"));
     write_seed_notation (dir, "bad-huge-count", "@ddffffffffa453474d5101");
+    write_seed_notation (dir, "bad-report-deep",
+                         REP_RCPT (RCPT ("'name':'n',", "['g',['h']]")));
     write_seed_notation (dir, "bad-one-of-three",
                          F ("['ack',11,{'seq':5}],"
                             "['publish',12,{'ref':'r','kind':'escalation','body':"
@@ -1879,6 +2374,8 @@ main (void)
         cmocka_unit_test (test_writer_header_forms),
         cmocka_unit_test (test_frame_reuse),
         cmocka_unit_test (test_arena_blocks),
+        cmocka_unit_test (test_report_learning_size),
+        cmocka_unit_test (test_report_bytes),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
