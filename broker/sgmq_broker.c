@@ -110,6 +110,12 @@
 typedef enum { S_LOG_ERROR, S_LOG_WARNING, S_LOG_INFO, S_LOG_DEBUG } s_level_t;
 static s_level_t s_log_level = S_LOG_INFO;
 static const char *s_level_names [] = { "error", "warning", "info", "debug" };
+//  syslog priorities of the levels (err, warning, info, debug), which
+//  journald reads from a "<N>" prefix.
+static const int s_level_priority [] = { 3, 4, 6, 7 };
+//  Under systemd (JOURNAL_STREAM is set), prefix priorities and leave the
+//  timestamps to journald.
+static bool s_log_journal;
 
 static void
 __attribute__ ((format (printf, 2, 3)))
@@ -117,14 +123,18 @@ s_log (s_level_t level, const char *format, ...)
 {
     if (level > s_log_level)
         return;
-    char when [SGMQ_TIME_TEXT_SIZE];
-    sgmq_time_format (sgmq_time_now () / 1000 * 1000, when);
     char line [1024];
     va_list args;
     va_start (args, format);
     vsnprintf (line, sizeof line, format, args);
     va_end (args);
-    fprintf (stderr, "%s sgmq-broker %s: %s\n", when, s_level_names [level], line);
+    if (s_log_journal)
+        fprintf (stderr, "<%d>%s: %s\n", s_level_priority [level], s_level_names [level], line);
+    else {
+        char when [SGMQ_TIME_TEXT_SIZE];
+        sgmq_time_format (sgmq_time_now () / 1000 * 1000, when);
+        fprintf (stderr, "%s sgmq-broker %s: %s\n", when, s_level_names [level], line);
+    }
 }
 
 //  --------------------------------------------------------------------------
@@ -136,15 +146,21 @@ typedef struct {
     int64_t due;                //  monotonic ms of the next redelivery
 } s_inflight_t;
 
+//  A streamed answer: a REPLAY or a REPORT. Items go out frame by frame
+//  across turns, pausing while the client's queue is full.
 typedef struct {
-    sgmq_store_query_t query;
+    bool report;                //  REPORT (else REPLAY)
+    sgmq_store_query_t query;   //  REPLAY: what to send
     char group [SGMQ_PROTO_MAX_NAME + 1];
     char kind [SGMQ_STORE_MAX_KIND + 1];
-    uint64_t request;           //  id of the REPLAY request
+    uint64_t since, until;      //  REPORT: the period
+    int phase;                  //  REPORT: escalations, learning, end
+    uint64_t request;           //  id of the request
     uint64_t next;              //  next seq to look at
-    uint64_t count;             //  items sent
-    bool blocked;               //  the auditor is not reading
-    bool ended;                 //  REPLAY-END written
+    uint64_t count;             //  items sent (REPORT: escalations)
+    uint64_t learning;          //  REPORT: learning items sent
+    bool blocked;               //  the client is not reading
+    bool ended;                 //  the end command is written
     sgmq_proto_writer_t *out;   //  frame being filled or waiting to go
 } s_replay_t;
 
@@ -1813,6 +1829,22 @@ out_answer:
     sgmq_store_read_end (&txn);
 }
 
+//  Free the session's stream if it has ended and everything is sent. A
+//  client that asks again right after an end (verify does: a probe, then
+//  the full replay) must not find its old stream in the way.
+static void
+s_stream_reap (sgmq_broker_t *self, s_session_t *session)
+{
+    s_replay_t *stream = session->replay;
+    if (stream && stream->ended
+    &&  (!stream->out || sgmq_proto_writer_count (stream->out) == 0)) {
+        sgmq_proto_writer_destroy (&stream->out);
+        free (stream);
+        session->replay = NULL;
+        self->replays--;
+    }
+}
+
 static void
 s_replay_start (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
                 const sgmq_principal_t *principal)
@@ -1822,6 +1854,7 @@ s_replay_start (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd
                  "replay-auditors: only auditors may replay the history");
         return;
     }
+    s_stream_reap (self, session);
     if (session->replay) {
         s_error (self, session, cmd->id, SGMQ_E_BUSY, NULL,
                  "a replay is already running on this session");
@@ -1887,6 +1920,30 @@ s_replay_send (sgmq_broker_t *self, s_session_t *session)
     return 0;
 }
 
+//  Add a command to the stream's frame, sending the frame when the command
+//  does not fit or the frame is full enough. 0 when added; -1 when the
+//  client's queue is full (the command was not added: write it again next
+//  turn); -2 when it cannot be encoded (a bug: logged, skip it).
+static int
+s_stream_write (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd)
+{
+    s_replay_t *stream = session->replay;
+    int rc = sgmq_proto_write (stream->out, cmd, NULL);
+    if (rc == -1) {
+        if (s_replay_send (self, session))
+            return -1;
+        rc = sgmq_proto_write (stream->out, cmd, NULL);
+    }
+    if (rc) {
+        s_log (S_LOG_ERROR, "cannot encode %s for \"%s\"",
+               sgmq_proto_cmd_name (cmd->cmd), session->name);
+        return -2;
+    }
+    if (sgmq_proto_writer_size (stream->out) >= S_REPLAY_FRAME)
+        s_replay_send (self, session);      //  if blocked, it goes next turn
+    return 0;
+}
+
 static void
 s_replay_end (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn)
 {
@@ -1904,12 +1961,8 @@ s_replay_end (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn)
         memcpy (end.u.replay_end.checkpoint.signature, checkpoint.signature,
                 SGMQ_STORE_SIG_SIZE);
     }
-    if (sgmq_proto_write (replay->out, &end, NULL) == -1) {
-        if (s_replay_send (self, session))
-            return;             //  try again next turn
-        if (sgmq_proto_write (replay->out, &end, NULL))
-            return;
-    }
+    if (s_stream_write (self, session, &end) == -1)
+        return;                 //  try again next turn
     replay->ended = true;
     s_log (S_LOG_INFO, "replay ended name=\"%s\" items=%llu", session->name,
            (unsigned long long) replay->count);
@@ -1923,40 +1976,27 @@ s_ack_time_cmp (const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-//  One step of a session's replay: send what was waiting, then up to
-//  S_REPLAY_PER_TURN items, each frame as soon as it is full enough.
-static void
-s_replay_step (sgmq_broker_t *self, s_session_t *session)
+//  Up to S_REPLAY_PER_TURN replay items; 1 when the history is done.
+static int
+s_replay_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn)
 {
     s_replay_t *replay = session->replay;
-    if (!replay->out && !(replay->out = sgmq_proto_writer_new ()))
-        return;
-    if (s_replay_send (self, session))
-        return;
-    if (replay->ended) {
-        sgmq_proto_writer_destroy (&replay->out);
-        free (replay);
-        session->replay = NULL;
-        return;
-    }
-    int rc;
-    sgmq_store_txn_t *txn = sgmq_store_read (self->store, &rc);
-    if (!txn)
-        return;
     sgmq_store_query_t query = replay->query;
     query.from_seq = replay->next;
-    bool done = query.to_seq == 0 || query.from_seq > query.to_seq;
-    sgmq_store_iter_t *iter = done ? NULL : sgmq_store_iter_new (txn, &query);
+    if (query.to_seq == 0 || query.from_seq > query.to_seq)
+        return 1;
+    sgmq_store_iter_t *iter = sgmq_store_iter_new (txn, &query);
     static sgmq_ack_event_t acks [SGMQ_PROTO_MAX_ACKS];
     static char keys [SGMQ_PROTO_MAX_ACKS][SGMQ_CERT_KEY_TEXT + 1];
-    for (size_t n = 0; iter && n < S_REPLAY_PER_TURN; n++) {
+    int done = 0;
+    for (size_t n = 0; iter && n < S_REPLAY_PER_TURN && !done; n++) {
         sgmq_store_record_t record;
-        rc = sgmq_store_iter_next (iter, &record);
+        int rc = sgmq_store_iter_next (iter, &record);
         if (rc) {
             if (rc != SGMQ_STORE_E_NOT_FOUND)
                 s_log (S_LOG_ERROR, "replay stopped at seq %llu: %s",
                        (unsigned long long) replay->next, sgmq_store_strerror (rc));
-            done = true;
+            done = 1;
             break;
         }
         uint32_t ack_count = 0;
@@ -1989,30 +2029,275 @@ s_replay_step (sgmq_broker_t *self, s_session_t *session)
         memcpy (item.u.replay_item.prev, record.prev, SGMQ_STORE_HASH_SIZE);
         item.u.replay_item.ack_count = ack_count;
         item.u.replay_item.acks = acks;
-        rc = sgmq_proto_write (replay->out, &item, NULL);
-        if (rc == -1) {
-            if (s_replay_send (self, session))
-                break;          //  this item goes next turn
-            rc = sgmq_proto_write (replay->out, &item, NULL);
-        }
-        if (rc) {
-            s_log (S_LOG_ERROR, "cannot encode replay item %llu",
-                   (unsigned long long) record.seq);
-        }
+        rc = s_stream_write (self, session, &item);
+        if (rc == -1)
+            break;              //  this item goes next turn
         replay->next = record.seq + 1;
         replay->count += rc == 0;
-        if (sgmq_proto_writer_size (replay->out) >= S_REPLAY_FRAME
-        &&  s_replay_send (self, session))
-            break;
-        if (replay->next > query.to_seq) {
-            done = true;
-            break;
-        }
+        done = replay->next > query.to_seq;
     }
     sgmq_store_iter_destroy (&iter);
-    if (done && !replay->blocked)
+    return done;
+}
+
+//  --------------------------------------------------------------------------
+//  The Escalation Tracker report: escalations raised in the period, then
+//  learning alerts published in it, then REPORT-END.
+
+enum { S_REPORT_ESCALATIONS, S_REPORT_LEARNING, S_REPORT_END };
+
+static bool
+s_tracker_reader (const sgmq_principal_t *principal)
+{
+    return s_is_executive (principal)
+        || sgmq_principal_has_role (principal, SGMQ_ROLE_AUDITOR | SGMQ_ROLE_ADMIN);
+}
+
+//  First seq stored at or after `since` (1 when open), so a report of one
+//  month does not walk the years before it.
+static uint64_t
+s_first_seq_since (sgmq_store_txn_t *txn, uint64_t since)
+{
+    if (!since)
+        return 1;
+    sgmq_store_query_t query = { .since = since };
+    sgmq_store_iter_t *iter = sgmq_store_iter_new (txn, &query);
+    sgmq_store_record_t record;
+    uint64_t seq = iter && sgmq_store_iter_next (iter, &record) == 0 ? record.seq
+                                                                     : UINT64_MAX;
+    sgmq_store_iter_destroy (&iter);
+    return seq;
+}
+
+static void
+s_report_start (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
+                const sgmq_principal_t *principal)
+{
+    if (!s_tracker_reader (principal)) {
+        s_error (self, session, cmd->id, SGMQ_E_FORBIDDEN, NULL, "rule "
+                 "tracker-readers: only Executive members, auditors and admins "
+                 "may read the Escalation Tracker");
+        return;
+    }
+    s_stream_reap (self, session);
+    if (session->replay) {
+        s_error (self, session, cmd->id, SGMQ_E_BUSY, NULL,
+                 "a replay or report is already running on this session");
+        return;
+    }
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (self->store, &rc);
+    s_replay_t *report = txn ? calloc (1, sizeof *report) : NULL;
+    if (!report) {
+        sgmq_store_read_end (&txn);
+        s_error (self, session, cmd->id, SGMQ_E_UNAVAILABLE, NULL, "store unavailable");
+        return;
+    }
+    report->report = true;
+    report->request = cmd->id;
+    report->since = cmd->u.report.since;
+    report->until = cmd->u.report.until;
+    report->next = s_first_seq_since (txn, report->since);
+    sgmq_store_read_end (&txn);
+    session->replay = report;
+    self->replays++;
+}
+
+//  The escalation item for tracking record `e`. 0, or -1 if its message
+//  cannot be read (it is skipped).
+static int
+s_report_escalation (sgmq_broker_t *self, sgmq_store_txn_t *txn,
+                     const sgmq_store_escalation_t *e, sgmq_cmd_t *item)
+{
+    //  Strings copied out: each store read and body decode below reuses
+    //  the memory of the one before.
+    static char from [SGMQ_PROTO_MAX_NAME + 1], title [SGMQ_PROTO_MAX_TITLE + 1];
+    static char decision [SGMQ_PROTO_MAX_SHORTTEXT + 1], summary [SGMQ_PROTO_MAX_TEXT + 1];
+    sgmq_store_record_t record;
+    sgmq_body_t body;
+    sgmq_proto_error_t error;
+    if (sgmq_store_get (txn, e->seq, &record)
+    ||  sgmq_proto_decode_body (self->body_frame, SGMQ_KIND_ESCALATION, record.body,
+                                record.body_size, &body, &error))
+        return -1;
+    s_copy (from, sizeof from, record.sender);
+    s_copy (title, sizeof title, body.u.escalation.title);
+    memset (item, 0, sizeof *item);
+    item->cmd = SGMQ_CMD_REPORT_ESCALATION;
+    item->u.report_escalation.seq = e->seq;
+    item->u.report_escalation.time = record.time;
+    item->u.report_escalation.from = from;
+    item->u.report_escalation.agency = s_agency_of (self, record.sender, record.sender_key);
+    item->u.report_escalation.group = e->group;
+    item->u.report_escalation.title = title;
+    item->u.report_escalation.severity = body.u.escalation.severity;
+    item->u.report_escalation.respond_by = e->respond_by;
+    item->u.report_escalation.ack_by = e->ack_by;
+    item->u.report_escalation.status =
+        e->status == SGMQ_STORE_ESC_RESPONDED ? SGMQ_ESC_RESPONDED
+      : e->status == SGMQ_STORE_ESC_ACKNOWLEDGED ? SGMQ_ESC_ACKNOWLEDGED : SGMQ_ESC_RAISED;
+    item->u.report_escalation.acked_at = e->acked_at;
+    item->u.report_escalation.acked_by = e->acked_at ? e->acked_by : NULL;
+    item->u.report_escalation.responded_at = e->responded_at;
+    item->u.report_escalation.response_seq = e->response_seq;
+    item->u.report_escalation.overdue_ack = (e->overdue & SGMQ_STORE_OVERDUE_ACK) != 0;
+    item->u.report_escalation.overdue_response =
+        (e->overdue & SGMQ_STORE_OVERDUE_RESPONSE) != 0;
+    item->u.report_escalation.reminders = e->reminders;
+    if (e->response_seq
+    &&  sgmq_store_get (txn, e->response_seq, &record) == 0
+    &&  sgmq_proto_decode_body (self->body_frame, SGMQ_KIND_RESPONSE, record.body,
+                                record.body_size, &body, &error) == 0) {
+        s_copy (decision, sizeof decision, body.u.response.decision);
+        s_copy (summary, sizeof summary, body.u.response.summary);
+        item->u.report_escalation.decision = decision;
+        item->u.report_escalation.response_summary = summary;
+    }
+    return 0;
+}
+
+//  The learning item for tracking record `l`; -1 if unreadable.
+static int
+s_report_learning (sgmq_broker_t *self, sgmq_store_txn_t *txn,
+                   const sgmq_store_learning_t *l, sgmq_cmd_t *item)
+{
+    static sgmq_recipient_t recipients [SGMQ_PROTO_MAX_ACKS];
+    sgmq_store_record_t record;
+    sgmq_body_t body;
+    sgmq_proto_error_t error;
+    if (sgmq_store_get (txn, l->seq, &record)
+    ||  sgmq_proto_decode_body (self->body_frame, SGMQ_KIND_LEARNING, record.body,
+                                record.body_size, &body, &error))
+        return -1;
+    memset (item, 0, sizeof *item);
+    item->cmd = SGMQ_CMD_REPORT_LEARNING;
+    item->u.report_learning.seq = l->seq;
+    item->u.report_learning.time = record.time;
+    item->u.report_learning.from = record.sender;
+    item->u.report_learning.agency = s_agency_of (self, record.sender, record.sender_key);
+    item->u.report_learning.title = body.u.learning.title;
+    item->u.report_learning.review_ref = body.u.learning.review_ref;
+    item->u.report_learning.review_type = body.u.learning.review_type;
+    item->u.report_learning.groups = body.u.learning.groups;
+    item->u.report_learning.session_by = l->session_by;
+    item->u.report_learning.session_held = l->session_held;
+    item->u.report_learning.reflection_by = l->reflection_by;
+    item->u.report_learning.reflection_held = l->reflection_held;
+    uint32_t count = 0;
+    for (uint32_t r = 0; r < record.recipient_count && count < SGMQ_PROTO_MAX_ACKS; r++) {
+        const sgmq_principal_t *p = sgmq_registry_find (self->registry, record.recipients [r]);
+        sgmq_store_delivery_t d;
+        bool acked = sgmq_store_delivery (txn, record.recipients [r], l->seq, &d) == 0
+                  && d.state == SGMQ_STORE_ACKED;
+        recipients [count++] = (sgmq_recipient_t) {
+            .name = record.recipients [r],
+            .agency = p ? sgmq_principal_agency (p) : "(no longer admitted)",
+            .groups = { p ? (uint32_t) sgmq_principal_group_count (p) : 0,
+                        p ? sgmq_principal_groups (p) : NULL },
+            .acked_at = acked ? d.acked_at : 0
+        };
+    }
+    item->u.report_learning.recipient_count = count;
+    item->u.report_learning.recipients = recipients;
+    return 0;
+}
+
+//  Up to S_REPLAY_PER_TURN report items; 1 when REPORT-END is written.
+static int
+s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn)
+{
+    s_replay_t *report = session->replay;
+    for (size_t n = 0; n < S_REPLAY_PER_TURN; n++) {
+        sgmq_cmd_t item;
+        uint64_t seq = 0, time = 0;
+        int rc = SGMQ_STORE_E_NOT_FOUND;
+        if (report->phase == S_REPORT_ESCALATIONS) {
+            sgmq_store_escalation_t e;
+            rc = report->next ? sgmq_store_escalation_next (txn, report->next - 1, &e)
+                              : SGMQ_STORE_E_NOT_FOUND;
+            if (rc == 0) {
+                seq = e.seq;
+                time = e.raised;
+                if (!(report->until && time > report->until)
+                &&  s_report_escalation (self, txn, &e, &item))
+                    rc = -1;
+            }
+        }
+        else
+        if (report->phase == S_REPORT_LEARNING) {
+            sgmq_store_learning_t l;
+            rc = report->next ? sgmq_store_learning_next (txn, report->next - 1, &l)
+                              : SGMQ_STORE_E_NOT_FOUND;
+            if (rc == 0) {
+                seq = l.seq;
+                if (s_report_learning (self, txn, &l, &item))
+                    rc = -1;
+                else
+                    time = item.u.report_learning.time;
+            }
+        }
+        else {
+            sgmq_cmd_t end = { .cmd = SGMQ_CMD_REPORT_END, .id = report->request };
+            end.u.report_end.escalations = report->count;
+            end.u.report_end.learning = report->learning;
+            if (s_stream_write (self, session, &end) == -1)
+                return 0;
+            s_log (S_LOG_INFO, "report sent name=\"%s\" escalations=%llu learning=%llu",
+                   session->name, (unsigned long long) report->count,
+                   (unsigned long long) report->learning);
+            report->ended = true;
+            return 1;
+        }
+        if (rc == -1) {         //  unreadable: skip it, the log says which
+            s_log (S_LOG_ERROR, "report: cannot read message %llu", (unsigned long long) seq);
+            report->next = seq + 1;
+            continue;
+        }
+        if (rc || (report->until && time > report->until)) {
+            //  This phase is over: the learning alerts of the period next.
+            report->phase++;
+            if (report->phase == S_REPORT_LEARNING) {
+                //  Back to the period's first seq (kept as the phase start).
+                report->next = s_first_seq_since (txn, report->since);
+            }
+            continue;
+        }
+        item.id = report->request;
+        rc = s_stream_write (self, session, &item);
+        if (rc == -1)
+            return 0;           //  this item goes next turn
+        report->next = seq + 1;
+        if (rc == 0 && report->phase == S_REPORT_ESCALATIONS)
+            report->count++;
+        else
+        if (rc == 0)
+            report->learning++;
+    }
+    return 0;
+}
+
+//  One step of a session's stream: send what was waiting, then up to
+//  S_REPLAY_PER_TURN items, each frame as soon as it is full enough.
+static void
+s_replay_step (sgmq_broker_t *self, s_session_t *session)
+{
+    s_replay_t *stream = session->replay;
+    if (!stream->out && !(stream->out = sgmq_proto_writer_new ()))
+        return;
+    if (s_replay_send (self, session))
+        return;
+    if (stream->ended)
+        return;                 //  s_turn reaps it
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (self->store, &rc);
+    if (!txn)
+        return;
+    if (stream->report)
+        s_report_items (self, session, txn);
+    else
+    if (s_replay_items (self, session, txn) && !stream->blocked)
         s_replay_end (self, session, txn);
-    if (!replay->blocked)
+    if (!stream->blocked)
         s_replay_send (self, session);
     sgmq_store_read_end (&txn);
 }
@@ -2124,6 +2409,7 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
                 break;
             case SGMQ_CMD_PENDING:
             case SGMQ_CMD_REPLAY:
+            case SGMQ_CMD_REPORT:
                 if (s_read_add (self, session, cmd, principal))
                     retained = true;
                 break;
@@ -2328,6 +2614,9 @@ s_turn (sgmq_broker_t *self)
         if (read->cmd->cmd == SGMQ_CMD_PENDING)
             s_pending (self, read->session, read->cmd, read->principal);
         else
+        if (read->cmd->cmd == SGMQ_CMD_REPORT)
+            s_report_start (self, read->session, read->cmd, read->principal);
+        else
             s_replay_start (self, read->session, read->cmd, read->principal);
     }
     //  Replays go after the answers, so a quick question is not stuck
@@ -2338,9 +2627,9 @@ s_turn (sgmq_broker_t *self)
          session; session = zhashx_next (self->sessions))
         if (session->replay && !session->closing) {
             s_replay_step (self, session);
+            s_stream_reap (self, session);
             if (!session->replay)
-                self->replays--;
-            else
+                continue;
             if (session->replay->blocked)
                 self->any_blocked = true;
             else
@@ -2388,8 +2677,12 @@ s_deployment_close (s_deployment_t *d)
     sgmq_config_destroy (&d->config);
 }
 
+//  With `check`, a deployment whose broker is running (its data directory
+//  is locked) is checked up to the store, which is left alone: *running
+//  says so.
 static int
-s_deployment_open (s_deployment_t *d, const char *config_path, char *error)
+s_deployment_open (s_deployment_t *d, const char *config_path, bool check,
+                   bool *running, char *error)
 {
     memset (d, 0, sizeof *d);
     d->lock = -1;
@@ -2443,6 +2736,12 @@ s_deployment_open (s_deployment_t *d, const char *config_path, char *error)
     snprintf (lock_path, sizeof lock_path, "%s/%s", data, S_LOCK_FILE);
     d->lock = open (lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (d->lock < 0 || flock (d->lock, LOCK_EX | LOCK_NB) != 0) {
+        if (check && d->lock >= 0 && errno == EWOULDBLOCK) {
+            *running = true;
+            sodium_memzero (storage_key, sizeof storage_key);
+            sodium_memzero (signing_key, sizeof signing_key);
+            return 0;
+        }
         snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%.400s: %s", lock_path,
                   d->lock < 0 ? strerror (errno)
                               : "another broker is using this data directory");
@@ -2471,10 +2770,11 @@ out_fail:
 }
 
 int
-sgmq_broker_check (const char *config_path, char *error)
+sgmq_broker_check (const char *config_path, bool *running, char *error)
 {
     s_deployment_t d;
-    if (s_deployment_open (&d, config_path, error))
+    *running = false;
+    if (s_deployment_open (&d, config_path, true, running, error))
         return -1;
     for (size_t i = 0; i < sgmq_registry_problem_count (d.registry); i++)
         fprintf (stderr, "warning: certificate rejected: %s\n",
@@ -2542,7 +2842,8 @@ sgmq_broker_new (const char *config_path, char *error)
     self->signal_pipe [0] = self->signal_pipe [1] = -1;
     self->lock = -1;
     s_deployment_t d;
-    if (s_deployment_open (&d, config_path, error)) {
+    bool running = false;
+    if (s_deployment_open (&d, config_path, false, &running, error)) {
         free (self);
         return NULL;
     }
@@ -2552,6 +2853,7 @@ sgmq_broker_new (const char *config_path, char *error)
     self->store = d.store;
     self->lock = d.lock;
     memcpy (self->registry_sig, d.registry_sig, sizeof self->registry_sig);
+    s_log_journal = getenv ("JOURNAL_STREAM") != NULL;
     const char *level = sgmq_config_str (self->config, SGMQ_OPT_LOG_LEVEL);
     for (int i = S_LOG_ERROR; i <= S_LOG_DEBUG; i++)
         if (strcmp (level, s_level_names [i]) == 0)
