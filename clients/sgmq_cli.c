@@ -23,6 +23,7 @@
 #include "sgmq_keyfile.h"
 #include "sgmq_registry.h"
 #include "sgmq_time.h"
+#include "sgmq_tracker.h"
 
 #include <czmq.h>
 #include <dirent.h>
@@ -1660,6 +1661,89 @@ s_verify (s_args_t *args)
     return report.intact ? 0 : SGMQ_EXIT_VERIFY_FAILED;
 }
 
+//  ---- tracker ---------------------------------------------------------------
+
+static const s_opt_t s_tracker_opts [] = {
+    { "since", true, "escalations raised and learning published from (UTC time or date)" },
+    { "until", true, "up to (a date includes the whole day)" },
+    { "out", true, "the HTML report to write" },
+    { "csv", true, "also write the same figures as CSV" },
+    { NULL, false, NULL }
+};
+
+//  Write `file` through `write`, via a temp file renamed into place, so a
+//  half-written report never replaces a good one.
+static int
+s_write_report (const char *path, sgmq_tracker_t *tracker,
+                int (*write) (sgmq_tracker_t *, FILE *))
+{
+    size_t size = strlen (path) + 16;
+    char *tmp = malloc (size);
+    if (!tmp)
+        return -1;
+    snprintf (tmp, size, "%s.tmp-%d", path, (int) getpid ());
+    FILE *file = fopen (tmp, "w");
+    int rc = file ? write (tracker, file) : -1;
+    if (file && fclose (file) != 0)
+        rc = -1;
+    if (rc == 0 && rename (tmp, path) != 0)
+        rc = -1;
+    if (rc)
+        fprintf (stderr, "sgmq tracker: cannot write %s: %s\n", path, strerror (errno));
+    unlink (tmp);
+    free (tmp);
+    return rc;
+}
+
+static int
+s_tracker (s_args_t *args)
+{
+    if (args->positional_count)
+        return s_usage_error ("tracker", "takes no arguments");
+    const char *out = s_get (args, "out"), *csv = s_get (args, "csv");
+    const char *since_text = s_get (args, "since"), *until_text = s_get (args, "until");
+    if (!out)
+        return s_usage_error ("tracker", "say where to write it: --out report.html");
+    uint64_t since = 0, until = 0;
+    if (since_text && sgmq_time_parse (since_text, false, &since))
+        return s_usage_error ("tracker", "--since must be a UTC time or a date");
+    if (until_text && sgmq_time_parse (until_text, true, &until))
+        return s_usage_error ("tracker", "--until must be a UTC time or a date");
+    if (since && until && since > until)
+        return s_usage_error ("tracker", "--since is after --until");
+    int rc = 0;
+    sgmq_client_t *client = s_connect (args, &rc);
+    if (!client)
+        return rc;
+    sgmq_error_t error;
+    sgmq_tracker_t *tracker = sgmq_tracker_new (since, until, sgmq_time_now ());
+    sgmq_report_t *report = tracker ? sgmq_client_report (client, since, until, &error) : NULL;
+    if (!report)
+        rc = tracker ? s_report ("tracker", &error) : SGMQ_EXIT_FAILED;
+    const sgmq_cmd_t *item;
+    int more;
+    while (report && (more = sgmq_report_next (report, &item, &error)) == 1)
+        if (sgmq_tracker_add (tracker, item)) {
+            fprintf (stderr, "sgmq tracker: out of memory\n");
+            rc = SGMQ_EXIT_FAILED;
+            break;
+        }
+    if (report && rc == 0 && more < 0)
+        rc = s_report ("tracker", &error);
+    sgmq_report_destroy (&report);
+    sgmq_client_destroy (&client);
+    if (rc == 0 && s_write_report (out, tracker, sgmq_tracker_write_html))
+        rc = SGMQ_EXIT_FAILED;
+    if (rc == 0 && csv && s_write_report (csv, tracker, sgmq_tracker_write_csv))
+        rc = SGMQ_EXIT_FAILED;
+    if (rc == 0)
+        printf ("Escalation Tracker: %zu escalations, %zu learning alerts\n"
+                "written to %s%s%s\n", sgmq_tracker_escalations (tracker),
+                sgmq_tracker_learning (tracker), out, csv ? " and " : "", csv ? csv : "");
+    sgmq_tracker_destroy (&tracker);
+    return rc;
+}
+
 //  ---- help and dispatch -----------------------------------------------------
 
 static int s_help (s_args_t *args);
@@ -1701,6 +1785,11 @@ static const s_command_t s_commands [] = {
       "Auditors: stream the history with each message's hash and acknowledgements." },
     { "verify", s_verify, s_verify_opts, true, "verify [--signing-pub DIR/signing.pub] [--json]",
       "Auditors: recompute the audit chain through a replay (exit 0 if intact)." },
+    { "tracker", s_tracker, s_tracker_opts, true,
+      "tracker [--since T] [--until T] --out report.html [--csv report.csv]",
+      "The Escalation Tracker for the papers of an Executive meeting: escalations,\n"
+      "responses and learning in the period, as a printable HTML page (and CSV).\n"
+      "For Executive members, auditors and admins." },
     { "help", s_help, s_no_opts, false, "help [COMMAND]", "Show help." },
     { NULL, NULL, NULL, false, NULL, NULL }
 };

@@ -937,9 +937,15 @@ sgmq_replay_next (sgmq_replay_t *self, const sgmq_replay_item_t **item,
         return 0;
     sgmq_client_t *client = self->client;
     const sgmq_cmd_t *cmd = NULL;
+    sgmq_error_t local;
+    if (!error)
+        error = &local;
     //  Items stream in; each must come within the timeout of the last.
-    if (s_wait (client, self->id, zclock_mono () + client->timeout, &cmd, error))
+    if (s_wait (client, self->id, zclock_mono () + client->timeout, &cmd, error)) {
+        //  A refusal ends the stream; nothing more will come for it.
+        self->ended = sgmq_error_refused (error);
         return -1;
+    }
     if (cmd->cmd == SGMQ_CMD_REPLAY_END) {
         self->ended = true;
         self->end.count = cmd->u.replay_end.count;
@@ -995,6 +1001,81 @@ sgmq_replay_destroy (sgmq_replay_t **self_p)
     while (!self->ended && sgmq_replay_next (self, &item, NULL) == 1)
         ;
     client->replaying = false;
+    free (self);
+    *self_p = NULL;
+}
+
+struct _sgmq_report_t {
+    sgmq_client_t *client;
+    uint64_t id;
+    bool ended;
+};
+
+sgmq_report_t *
+sgmq_client_report (sgmq_client_t *self, uint64_t since, uint64_t until,
+                    sgmq_error_t *error)
+{
+    s_clear (error);
+    if (self->replaying) {
+        s_fail (error, SGMQ_CLIENT_E_USAGE, NULL, "a replay or report is already open");
+        return NULL;
+    }
+    sgmq_report_t *report = calloc (1, sizeof *report);
+    if (!report) {
+        s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
+        return NULL;
+    }
+    sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_REPORT, .id = s_new_id (self) };
+    cmd.u.report.since = since;
+    cmd.u.report.until = until;
+    if (s_send (self, &cmd, error)) {
+        free (report);
+        return NULL;
+    }
+    report->client = self;
+    report->id = cmd.id;
+    self->replaying = true;
+    return report;
+}
+
+int
+sgmq_report_next (sgmq_report_t *self, const sgmq_cmd_t **item, sgmq_error_t *error)
+{
+    s_clear (error);
+    if (self->ended)
+        return 0;
+    sgmq_client_t *client = self->client;
+    const sgmq_cmd_t *cmd = NULL;
+    sgmq_error_t local;
+    if (!error)
+        error = &local;
+    if (s_wait (client, self->id, zclock_mono () + client->timeout, &cmd, error)) {
+        //  A refusal ends the stream; nothing more will come for it.
+        self->ended = sgmq_error_refused (error);
+        return -1;
+    }
+    if (cmd->cmd == SGMQ_CMD_REPORT_END) {
+        self->ended = true;
+        return 0;
+    }
+    if (cmd->cmd != SGMQ_CMD_REPORT_ESCALATION && cmd->cmd != SGMQ_CMD_REPORT_LEARNING)
+        return s_fail (error, SGMQ_CLIENT_E_PROTOCOL, NULL, "unexpected %s in a report",
+                       sgmq_proto_cmd_name (cmd->cmd));
+    *item = cmd;
+    return 1;
+}
+
+void
+sgmq_report_destroy (sgmq_report_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sgmq_report_t *self = *self_p;
+    //  Read off what is still coming (bounded by the timeout).
+    const sgmq_cmd_t *item;
+    while (!self->ended && sgmq_report_next (self, &item, NULL) == 1)
+        ;
+    self->client->replaying = false;
     free (self);
     *self_p = NULL;
 }

@@ -236,6 +236,28 @@ const sgmq_replay_end_t *
 void
     sgmq_replay_destroy (sgmq_replay_t **self_p);
 
+//  --------------------------------------------------------------------------
+//  The Escalation Tracker report (Executive members, auditors, admins)
+
+typedef struct _sgmq_report_t sgmq_report_t;
+
+//  Ask for the report of escalations raised and learning alerts published
+//  in [since, until] (ms UTC; 0: open). Like a replay, the iterator
+//  borrows the client until destroyed. NULL with `error` set.
+sgmq_report_t *
+    sgmq_client_report (sgmq_client_t *self, uint64_t since, uint64_t until,
+                        sgmq_error_t *error);
+
+//  Next item: 1 with *item set to a REPORT-ESCALATION or REPORT-LEARNING
+//  command (valid until the next call), 0 at the end, -1 on error (e.g.
+//  SGMQ_E_FORBIDDEN for a principal who may not read the tracker).
+int
+    sgmq_report_next (sgmq_report_t *self, const sgmq_cmd_t **item,
+                      sgmq_error_t *error);
+
+void
+    sgmq_report_destroy (sgmq_report_t **self_p);
+
 //  The audit chain hash of an item given the previous item's hash
 //  (PROTOCOL.md, "Audit chain"): BLAKE2b-256 over prev and the item's
 //  canonical bytes. Auditors can check items without this library.
