@@ -1018,6 +1018,28 @@ s_keycheck_verify (sgmq_store_t *self, const MDB_val *val, char *why,
     return 0;
 }
 
+//  Check the format record in `meta`: a store this build can read. 0,
+//  SGMQ_STORE_E_CORRUPT or SGMQ_STORE_E_VERSION (with the reason in
+//  `why`), or an LMDB error (the caller words it).
+static int
+s_format_check (MDB_txn *txn, MDB_dbi meta, const char *dir, char *why,
+                size_t why_size)
+{
+    MDB_val key = s_val (s_meta_format, strlen (s_meta_format)), val;
+    int rc = mdb_get (txn, meta, &key, &val);
+    if (rc == MDB_NOTFOUND || (!rc && val.mv_size != 4)) {
+        s_why (why, why_size,
+               "%s: store has no valid format record; damaged?", dir);
+        return SGMQ_STORE_E_CORRUPT;
+    }
+    if (!rc && s_ld32 (val.mv_data) != SGMQ_STORE_FORMAT) {
+        s_why (why, why_size, "%s: store format %u, this build reads %u",
+               dir, s_ld32 (val.mv_data), SGMQ_STORE_FORMAT);
+        return SGMQ_STORE_E_VERSION;
+    }
+    return rc;
+}
+
 //  The first transaction of an open: check (or write) the format and the
 //  key check, and open every database.
 static int
@@ -1051,21 +1073,9 @@ s_env_init_txn (sgmq_store_t *self, char *why, size_t why_size)
     }
     else
     if (!rc) {
-        MDB_val key = s_val (s_meta_format, strlen (s_meta_format)), val;
-        rc = mdb_get (txn, meta, &key, &val);
-        if (rc == MDB_NOTFOUND || (!rc && val.mv_size != 4)) {
-            s_why (why, why_size,
-                   "%s: store has no valid format record; damaged?",
-                   self->dir);
-            rc = SGMQ_STORE_E_CORRUPT;
+        rc = s_format_check (txn, meta, self->dir, why, why_size);
+        if (rc == SGMQ_STORE_E_CORRUPT || rc == SGMQ_STORE_E_VERSION)
             goto out_abort;
-        }
-        if (!rc && s_ld32 (val.mv_data) != SGMQ_STORE_FORMAT) {
-            s_why (why, why_size, "%s: store format %u, this build reads %u",
-                   self->dir, s_ld32 (val.mv_data), SGMQ_STORE_FORMAT);
-            rc = SGMQ_STORE_E_VERSION;
-            goto out_abort;
-        }
     }
     if (rc) {
         s_why (why, why_size, "%s: cannot read the store's meta data: %s",
@@ -1132,22 +1142,23 @@ out_abort:
 //  LMDB does not check the data file's length against its meta page: a
 //  truncated file would fault (SIGBUS) on the first read past its end.
 static int
-s_env_check_size (sgmq_store_t *self, char *why, size_t why_size)
+s_env_check_size (MDB_env *env, const char *data_path, char *why,
+                  size_t why_size)
 {
     MDB_envinfo info;
     MDB_stat st;
     int fd;
     struct stat fst;
-    int rc = mdb_env_info (self->env, &info);
+    int rc = mdb_env_info (env, &info);
     if (!rc)
-        rc = mdb_env_stat (self->env, &st);
+        rc = mdb_env_stat (env, &st);
     if (!rc)
-        rc = mdb_env_get_fd (self->env, &fd);
+        rc = mdb_env_get_fd (env, &fd);
     if (!rc && fstat (fd, &fst) != 0)
         rc = errno;
     if (rc) {
         s_why (why, why_size, "%s: cannot check the store's size: %s",
-               self->data_path, mdb_strerror (rc));
+               data_path, mdb_strerror (rc));
         return rc;
     }
     unsigned long long need =
@@ -1155,10 +1166,36 @@ s_env_check_size (sgmq_store_t *self, char *why, size_t why_size)
     if ((unsigned long long) fst.st_size < need) {
         s_why (why, why_size,
                "%s: truncated: %llu bytes, but the store needs %llu",
-               self->data_path, (unsigned long long) fst.st_size, need);
+               data_path, (unsigned long long) fst.st_size, need);
         return SGMQ_STORE_E_CORRUPT;
     }
     return 0;
+}
+
+//  Why mdb_env_open failed, in words; a damaged header or a foreign LMDB
+//  version becomes our code for it.
+static int
+s_env_open_error (int rc, const char *dir, const char *data_path, char *why,
+                  size_t why_size)
+{
+    if (rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
+        s_why (why, why_size,
+               "%s: not an LMDB data file, or its header is damaged (%s)",
+               data_path, mdb_strerror (rc));
+        return SGMQ_STORE_E_CORRUPT;
+    }
+    if (rc == MDB_VERSION_MISMATCH) {
+        s_why (why, why_size,
+               "%s: written by an LMDB version this build cannot read",
+               data_path);
+        return SGMQ_STORE_E_VERSION;
+    }
+    if (rc == ENOENT)
+        s_why (why, why_size, "%s: no such directory (create it first)", dir);
+    else
+        s_why (why, why_size, "%s: cannot open the store: %s", dir,
+               mdb_strerror (rc));
+    return rc;
 }
 
 static int
@@ -1192,30 +1229,10 @@ s_env_open (sgmq_store_t *self, size_t map_size, char *why, size_t why_size)
     //  thread may hold several (a replay and a verify) at once.
     rc = mdb_env_open (self->env, self->dir, MDB_NOTLS, S_FILE_MODE);
     if (rc) {
-        if (rc == MDB_INVALID || rc == MDB_CORRUPTED
-        ||  rc == MDB_PAGE_NOTFOUND) {
-            s_why (why, why_size,
-                   "%s: not an LMDB data file, or its header is damaged (%s)",
-                   self->data_path, mdb_strerror (rc));
-            rc = SGMQ_STORE_E_CORRUPT;
-        }
-        else
-        if (rc == MDB_VERSION_MISMATCH) {
-            s_why (why, why_size,
-                   "%s: written by an LMDB version this build cannot read",
-                   self->data_path);
-            rc = SGMQ_STORE_E_VERSION;
-        }
-        else
-        if (rc == ENOENT)
-            s_why (why, why_size, "%s: no such directory (create it first)",
-                   self->dir);
-        else
-            s_why (why, why_size, "%s: cannot open the store: %s",
-                   self->dir, mdb_strerror (rc));
+        rc = s_env_open_error (rc, self->dir, self->data_path, why, why_size);
         goto out_close_env;
     }
-    rc = s_env_check_size (self, why, why_size);
+    rc = s_env_check_size (self->env, self->data_path, why, why_size);
     if (rc)
         goto out_close_env;
     //  Reader slots left by dead processes pin old pages forever.
@@ -3268,12 +3285,11 @@ s_fsync_path (const char *path, int flags)
     return rc;
 }
 
-int
-sgmq_store_backup (sgmq_store_t *self, const char *dir)
+//  0 if `dir` is an empty directory, SGMQ_STORE_E_INVALID if it holds
+//  anything, or the errno of opening it.
+static int
+s_dir_empty (const char *dir)
 {
-    assert (self && dir);
-    if (self->broken)
-        return SGMQ_STORE_E_BROKEN;
     DIR *d = opendir (dir);
     if (!d)
         return errno;
@@ -3283,23 +3299,193 @@ sgmq_store_backup (sgmq_store_t *self, const char *dir)
         if (strcmp (entry->d_name, ".") && strcmp (entry->d_name, ".."))
             empty = false;
     closedir (d);
-    if (!empty)
-        return SGMQ_STORE_E_INVALID;
-    int rc = mdb_env_copy2 (self->env, dir, MDB_CP_COMPACT);
+    return empty ? 0 : SGMQ_STORE_E_INVALID;
+}
+
+//  Copy `env` (one consistent snapshot), compacted, into the empty
+//  directory `dest`, then make the copy owner-only and durable. A failed
+//  copy leaves `dest` empty, so it can be tried again. 0,
+//  SGMQ_STORE_E_INVALID when `dest` is not empty, an errno or an MDB_*
+//  code.
+static int
+s_copy_env (MDB_env *env, const char *dest)
+{
+    int rc = s_dir_empty (dest);
     if (rc)
-        return s_map_error (self, rc);
-    //  LMDB creates the copy 0666 & umask and does not sync it: make it
-    //  owner-only like the store, and durable before we say it is done.
-    char *path = malloc (strlen (dir) + sizeof "/data.mdb");
+        return rc;
+    char *path = malloc (strlen (dest) + sizeof "/data.mdb");
     if (!path)
         return ENOMEM;
-    sprintf (path, "%s/data.mdb", dir);
+    sprintf (path, "%s/data.mdb", dest);
+    rc = mdb_env_copy2 (env, dest, MDB_CP_COMPACT);
+    if (rc) {
+        //  LMDB creates the file before its read transaction or a write
+        //  can fail (MDB_MAP_RESIZED, ENOSPC): `dest` was empty, so the
+        //  file is ours, unless someone made one meanwhile (EEXIST).
+        if (rc != EEXIST)
+            unlink (path);
+        goto out_free_path;
+    }
+    //  LMDB creates the copy 0666 & umask and does not sync it: make it
+    //  owner-only like the store, and durable before we say it is done.
     if (chmod (path, S_FILE_MODE) != 0)
         rc = errno;
     if (!rc)
         rc = s_fsync_path (path, O_RDONLY);
     if (!rc)
-        rc = s_fsync_path (dir, O_RDONLY | O_DIRECTORY);
+        rc = s_fsync_path (dest, O_RDONLY | O_DIRECTORY);
+out_free_path:
     free (path);
-    return s_map_error (self, rc);
+    return rc;
+}
+
+int
+sgmq_store_backup (sgmq_store_t *self, const char *dir)
+{
+    assert (self && dir);
+    if (self->broken)
+        return SGMQ_STORE_E_BROKEN;
+    return s_map_error (self, s_copy_env (self->env, dir));
+}
+
+//  sgmq_store_copy's check before copying: an sgmq store of this format.
+//  Adopts a map another process grew meanwhile (MDB_MAP_RESIZED: none of
+//  our transactions is open, so the map may move).
+static int
+s_copy_check (MDB_env *env, const char *dir, char *why, size_t why_size)
+{
+    MDB_txn *txn = NULL;
+    int rc = 0;
+    for (int tries = 0; ; tries++) {
+        rc = mdb_txn_begin (env, NULL, MDB_RDONLY, &txn);
+        if (rc != MDB_MAP_RESIZED || tries == S_BEGIN_RETRIES)
+            break;
+        rc = mdb_env_set_mapsize (env, 0);
+        if (rc)
+            break;
+    }
+    if (rc) {
+        s_why (why, why_size, "%s: cannot start a read transaction: %s", dir,
+               mdb_strerror (rc));
+        return rc;
+    }
+    MDB_dbi meta;
+    rc = mdb_dbi_open (txn, s_dbs [S_DB_META].name, 0, &meta);
+    if (rc == MDB_NOTFOUND) {
+        s_why (why, why_size, "%s: an LMDB environment, but not an sgmq "
+               "store (it has no meta database)", dir);
+        rc = SGMQ_STORE_E_CORRUPT;
+    }
+    else
+    if (!rc) {
+        rc = s_format_check (txn, meta, dir, why, why_size);
+        if (rc && rc != SGMQ_STORE_E_CORRUPT && rc != SGMQ_STORE_E_VERSION)
+            s_why (why, why_size, "%s: cannot read the store's meta data: "
+                   "%s", dir, mdb_strerror (rc));
+    }
+    else
+        s_why (why, why_size, "%s: cannot read the store's meta data: %s",
+               dir, mdb_strerror (rc));
+    mdb_txn_abort (txn);
+    return rc;
+}
+
+int
+sgmq_store_copy (const char *dir, const char *dest, char *why,
+                 size_t why_size)
+{
+    if (why && why_size)
+        why [0] = 0;
+    if (!dir || !dest) {
+        s_why (why, why_size, "%s: no directory to copy %s",
+               dir ? dir : "(no directory)", dir ? "to" : "from");
+        return SGMQ_STORE_E_INVALID;
+    }
+    //  The destination first: a mistake there is the likelier one.
+    int rc = s_dir_empty (dest);
+    if (rc == SGMQ_STORE_E_INVALID) {
+        s_why (why, why_size, "%s: not an empty directory (a backup goes "
+               "into a new one)", dest);
+        return rc;
+    }
+    if (rc) {
+        s_why (why, why_size, "%s: cannot copy the store into it: %s", dest,
+               strerror (rc));
+        return rc;
+    }
+    char *data_path = malloc (strlen (dir) + sizeof "/data.mdb");
+    if (!data_path) {
+        s_why (why, why_size, "%s: out of memory", dir);
+        return ENOMEM;
+    }
+    sprintf (data_path, "%s/data.mdb", dir);
+    MDB_env *env = NULL;
+    struct stat st;
+    //  Read-only, LMDB would fail on a missing file with a bare ENOENT and
+    //  take an empty one for a new store; say what is wrong instead.
+    if (stat (data_path, &st) != 0) {
+        rc = errno;
+        s_why (why, why_size, "%s: no store here: %s", data_path,
+               strerror (rc));
+        goto out_free_path;
+    }
+    if (st.st_size == 0) {
+        s_why (why, why_size, "%s: empty file (a store is never empty)",
+               data_path);
+        rc = SGMQ_STORE_E_CORRUPT;
+        goto out_free_path;
+    }
+    rc = mdb_env_create (&env);
+    if (rc) {
+        s_why (why, why_size, "%s: cannot create an LMDB environment: %s",
+               dir, mdb_strerror (rc));
+        env = NULL;
+        goto out_free_path;
+    }
+    rc = mdb_env_set_maxdbs (env, S_MAX_DBS);
+    if (rc) {
+        s_why (why, why_size, "%s: cannot configure LMDB: %s", dir,
+               mdb_strerror (rc));
+        goto out_close_env;
+    }
+    //  MDB_RDONLY: the data file is opened read-only and never written;
+    //  LMDB only takes a reader slot in lock.mdb, which is what keeps a
+    //  running broker (another process) from reusing the snapshot's pages
+    //  while we copy them. No mdb_reader_check: clearing other processes'
+    //  slots is the broker's business. MDB_NOTLS as the store opens it.
+    rc = mdb_env_open (env, dir, MDB_RDONLY | MDB_NOTLS, S_FILE_MODE);
+    if (rc) {
+        rc = s_env_open_error (rc, dir, data_path, why, why_size);
+        goto out_close_env;
+    }
+    rc = s_env_check_size (env, data_path, why, why_size);
+    if (!rc)
+        rc = s_copy_check (env, dir, why, why_size);
+    if (rc)
+        goto out_close_env;
+    for (int tries = 0; ; tries++) {
+        rc = s_copy_env (env, dest);
+        if (rc != MDB_MAP_RESIZED || tries == S_BEGIN_RETRIES)
+            break;
+        //  The broker grew the map since our check: adopt its size.
+        rc = mdb_env_set_mapsize (env, 0);
+        if (rc)
+            break;
+    }
+    if (rc == SGMQ_STORE_E_INVALID)
+        s_why (why, why_size, "%s: not an empty directory (a backup goes "
+               "into a new one)", dest);
+    else
+    if (rc)
+        s_why (why, why_size, "%s: cannot copy the store to %s: %s", dir,
+               dest, rc == ENOSPC || rc == EDQUOT
+                     ? "the disk is full" : mdb_strerror (rc));
+    if (rc == ENOSPC || rc == EDQUOT)
+        rc = SGMQ_STORE_E_FULL;
+out_close_env:
+    if (env)
+        mdb_env_close (env);
+out_free_path:
+    free (data_path);
+    return rc;
 }

@@ -474,6 +474,25 @@ int __attribute__ ((warn_unused_result))
 int __attribute__ ((warn_unused_result))
     sgmq_store_backup (sgmq_store_t *self, const char *dir);
 
+//  Copy the store in directory `dir`, compacted, into directory `dest`
+//  (must exist and be empty), without the storage key (the store is not
+//  sgmq_store_open'd): the bodies stay sealed in the copy. For an online
+//  backup taken by another process while a broker keeps writing: the
+//  environment is opened read-only (nothing in `dir` is written but
+//  LMDB's reader slot in its lock file), its format version checked, and
+//  one consistent snapshot copied; the copy is mode 0600 and synced (file
+//  and folder) before this returns. A failed copy leaves `dest` empty.
+//  Never call it on a store this process has open: LMDB forbids opening
+//  an environment twice in one process (its locks are per process).
+//  Returns 0, or an error with a one-line reason naming the directory in
+//  `why` (may be NULL): SGMQ_STORE_E_INVALID (`dest` not empty),
+//  SGMQ_STORE_E_CORRUPT (not an sgmq store, or damaged),
+//  SGMQ_STORE_E_VERSION, SGMQ_STORE_E_FULL (no room for the copy), an
+//  errno (ENOENT: no store, or no `dest`) or an MDB_* code.
+int __attribute__ ((warn_unused_result))
+    sgmq_store_copy (const char *dir, const char *dest, char *why,
+                     size_t why_size);
+
 //  The map size now in use (grows on demand). (The number of messages is
 //  the head's sequence number: sgmq_store_head.)
 size_t

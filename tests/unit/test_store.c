@@ -8,9 +8,11 @@
 #include "testutil.h"
 #include "sgmq_store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -2495,6 +2497,218 @@ test_damaged_files (void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  sgmq_store_copy: the online backup (`sgmq-broker --backup`), taken by
+//  another process than the broker's. The store is held open and written
+//  by a child process here, as a running broker holds it: LMDB forbids
+//  opening one environment twice in a process, so the copy is never taken
+//  by the process that has the store open.
+
+#define S_COPY_BODY 100                 //  bytes per message (s_fill_fn)
+
+//  The child: open the store, append 50 messages, say 'o'; then on 'w'
+//  append batches until the parent writes again (saying 'o' after the
+//  first batch), on 'q' close and exit. No cmocka here: exit codes only.
+static void __attribute__ ((noreturn))
+s_copy_writer (const char *dir, const sgmq_store_options_t *opts,
+               int from_parent, int to_parent)
+{
+    int rc;
+    sgmq_store_t *store = sgmq_store_open (dir, opts, &rc, NULL, 0);
+    fill_t f = { .count = 50, .body_size = S_COPY_BODY };
+    if (!store || sgmq_store_write (store, s_fill_fn, &f) || f.first_rc)
+        _exit (1);
+    char c = 'o';
+    if (write (to_parent, &c, 1) != 1)
+        _exit (1);
+    while (read (from_parent, &c, 1) == 1 && c == 'w') {
+        f.count = 10;
+        for (int batches = 0; ; batches++) {
+            if (sgmq_store_write (store, s_fill_fn, &f) || f.first_rc)
+                _exit (1);
+            if (batches == 0 && write (to_parent, "o", 1) != 1)
+                _exit (1);
+            struct pollfd fd = { from_parent, POLLIN, 0 };
+            if (poll (&fd, 1, 0) > 0)
+                break;
+        }
+        if (read (from_parent, &c, 1) != 1)
+            _exit (1);
+    }
+    sgmq_store_close (&store);
+    _exit (c == 'q' ? 0 : 1);
+}
+
+static void
+s_expect_copy_fails (const char *dir, const char *dest, int want_rc,
+                     const char *want_why)
+{
+    char why [512];
+    int rc = sgmq_store_copy (dir, dest, why, sizeof why);
+    if (rc != want_rc)
+        fail_msg ("copy %s: %d (%s), wanted %d: %s", dir, rc,
+                  sgmq_store_strerror (rc), want_rc, why);
+    if (!strstr (why, want_why))
+        fail_msg ("copy: \"%s\" does not say \"%s\"", why, want_why);
+}
+
+static bool
+s_dir_is_empty (const char *dir)
+{
+    DIR *d = opendir (dir);
+    assert_non_null (d);
+    struct dirent *entry;
+    bool empty = true;
+    while ((entry = readdir (d)))
+        if (strcmp (entry->d_name, ".") && strcmp (entry->d_name, ".."))
+            empty = false;
+    closedir (d);
+    return empty;
+}
+
+//  The copy's head, checked against the original's record at that seq.
+static uint64_t
+s_check_copy (sgmq_store_t *original, const char *dest)
+{
+    char path [4096];
+    snprintf (path, sizeof path, "%s/data.mdb", dest);
+    struct stat st;
+    assert_int_equal (stat (path, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0600);
+    sgmq_store_options_t opts = s_opts ();
+    sgmq_store_t *copy = s_open (dest, &opts);
+    int rc;
+    uint64_t seq;
+    uint8_t hash [SGMQ_STORE_HASH_SIZE];
+    sgmq_store_txn_t *txn = sgmq_store_read (copy, &rc);
+    assert_non_null (txn);
+    CHECK_OK (sgmq_store_head (txn, &seq, hash));
+    sgmq_store_read_end (&txn);
+    sgmq_store_verify_t report;
+    rc = sgmq_store_verify (copy, s_sign_pk, &report);
+    if (rc)
+        fail_msg ("verify the copy: %s: %s", sgmq_store_strerror (rc),
+                  report.reason);
+    assert_int_equal (report.messages, seq);
+    s_check_filled (copy, 1, seq, S_COPY_BODY);
+    sgmq_store_close (&copy);
+    txn = sgmq_store_read (original, &rc);
+    assert_non_null (txn);
+    sgmq_store_record_t record;
+    CHECK_OK (sgmq_store_get (txn, seq, &record));
+    assert_memory_equal (record.hash, hash, sizeof hash);
+    sgmq_store_read_end (&txn);
+    return seq;
+}
+
+static void
+test_copy (void **state)
+{
+    fx_t *fx = *state;
+    sgmq_store_close (&fx->store);      //  never fork with a store open
+    int to_child [2], from_child [2];
+    assert_int_equal (pipe (to_child), 0);
+    assert_int_equal (pipe (from_child), 0);
+    pid_t writer = fork ();
+    assert_true (writer >= 0);
+    if (writer == 0) {
+        close (to_child [1]);
+        close (from_child [0]);
+        s_copy_writer (fx->dir, &fx->opts, to_child [0], from_child [1]);
+    }
+    //  Each side keeps only its own ends: if the other dies, reads end.
+    close (to_child [0]);
+    close (from_child [1]);
+    char c;
+    assert_int_equal (read (from_child [0], &c, 1), 1);
+
+    char *base = testutil_tmpdir ("store-copy");
+    assert_non_null (base);
+    char full [4096], missing [4096], nostore [4096], idle [4096],
+         busy [4096], newer [4096];
+    snprintf (full, sizeof full, "%s/full", base);
+    snprintf (missing, sizeof missing, "%s/missing", base);
+    snprintf (nostore, sizeof nostore, "%s/nostore", base);
+    snprintf (idle, sizeof idle, "%s/idle", base);
+    snprintf (busy, sizeof busy, "%s/busy", base);
+    snprintf (newer, sizeof newer, "%s/newer", base);
+    char path [4200];
+    assert_int_equal (mkdir (full, 0700), 0);
+    snprintf (path, sizeof path, "%s/something", full);
+    assert_int_equal (testutil_write_file (path, "x", 1), 0);
+    assert_int_equal (mkdir (nostore, 0700), 0);
+    assert_int_equal (mkdir (idle, 0700), 0);
+    assert_int_equal (mkdir (busy, 0700), 0);
+    assert_int_equal (mkdir (newer, 0700), 0);
+
+    //  Refused: a destination that is not empty or does not exist, a
+    //  folder without a store; nothing is left behind.
+    s_expect_copy_fails (fx->dir, full, SGMQ_STORE_E_INVALID, full);
+    s_expect_copy_fails (fx->dir, missing, ENOENT, missing);
+    s_expect_copy_fails (nostore, idle, ENOENT, "no store here");
+    assert_true (s_dir_is_empty (idle));
+    assert_true (s_dir_is_empty (nostore));     //  no lock file made
+    snprintf (path, sizeof path, "%s/data.mdb", nostore);
+    assert_int_equal (testutil_write_file (path, "", 0), 0);
+    s_expect_copy_fails (nostore, idle, SGMQ_STORE_E_CORRUPT, "empty file");
+    assert_true (s_dir_is_empty (idle));
+
+    //  While the writer is idle: the copy is its store exactly, and the
+    //  store's data file is not written.
+    snprintf (path, sizeof path, "%s/data.mdb", fx->dir);
+    struct stat before, after;
+    assert_int_equal (stat (path, &before), 0);
+    char why [512] = "";
+    int rc = sgmq_store_copy (fx->dir, idle, why, sizeof why);
+    if (rc)
+        fail_msg ("copy: %s: %s", sgmq_store_strerror (rc), why);
+    assert_int_equal (stat (path, &after), 0);
+    assert_int_equal (after.st_size, before.st_size);
+    assert_int_equal (after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    assert_int_equal (after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+
+    //  While the writer commits batch after batch: a consistent snapshot.
+    assert_int_equal (write (to_child [1], "w", 1), 1);
+    assert_int_equal (read (from_child [0], &c, 1), 1);
+    rc = sgmq_store_copy (fx->dir, busy, why, sizeof why);
+    if (rc)
+        fail_msg ("copy under load: %s: %s", sgmq_store_strerror (rc), why);
+    assert_int_equal (write (to_child [1], "s", 1), 1);
+    assert_int_equal (write (to_child [1], "q", 1), 1);
+    int status;
+    assert_int_equal (waitpid (writer, &status, 0), writer);
+    assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    close (to_child [1]);
+    close (from_child [0]);
+
+    fx->store = s_open (fx->dir, &fx->opts);
+    uint64_t head = s_head (fx->store);
+    assert_int_equal (s_check_copy (fx->store, idle), 50);
+    uint64_t busy_head = s_check_copy (fx->store, busy);
+    assert_true (busy_head >= 60 && busy_head <= head);
+
+    //  A store of another format is refused, and nothing is copied.
+    sgmq_store_close (&fx->store);
+    raw_t raw;
+    s_raw_open (&raw, fx->dir);
+    MDB_dbi meta = s_raw_dbi (&raw, "meta");
+    uint8_t v2 [4] = { 0, 0, 0, 2 };
+    MDB_val key = { 6, "format" }, val = { 4, v2 };
+    assert_int_equal (mdb_put (raw.txn, meta, &key, &val, 0), 0);
+    s_raw_close (&raw);
+    s_expect_copy_fails (fx->dir, newer, SGMQ_STORE_E_VERSION,
+                         "store format 2, this build reads 1");
+    assert_true (s_dir_is_empty (newer));
+    v2 [3] = 1;
+    s_raw_open (&raw, fx->dir);
+    meta = s_raw_dbi (&raw, "meta");
+    assert_int_equal (mdb_put (raw.txn, meta, &key, &val, 0), 0);
+    s_raw_close (&raw);
+    fx->store = s_open (fx->dir, &fx->opts);
+    testutil_rmtree (base);
+    free (base);
+}
+
+//  --------------------------------------------------------------------------
 
 #define T(name) cmocka_unit_test_setup_teardown (name, fx_setup, fx_teardown)
 
@@ -2544,6 +2758,7 @@ main (void)
         T (test_backup),
         T (test_stale_readers),
         T (test_damaged_files),
+        T (test_copy),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
