@@ -435,6 +435,30 @@ e2e_connect (e2e_t *self, const char *cert)
     return client;
 }
 
+//  The environment the CLI runs with: broker, server cert, own cert.
+typedef struct {
+    char broker [200], server [4200], own [4200], scale [64];
+    const char *env [6];
+} s_cli_env_t;
+
+static const char *const *
+s_cli_env (e2e_t *self, const char *cert, s_cli_env_t *e)
+{
+    snprintf (e->broker, sizeof e->broker, "SGMQ_BROKER=%s", self->endpoint);
+    snprintf (e->server, sizeof e->server, "SGMQ_SERVER_CERT=%s", self->server_cert);
+    snprintf (e->own, sizeof e->own, "SGMQ_CERT=%s", cert ? cert : "");
+    snprintf (e->scale, sizeof e->scale, "SGMQ_TEST_SCALE=%g", testutil_scale ());
+    const char *env [] = { e->broker, e->server, e->own, e->scale, "PATH=/usr/bin:/bin", NULL };
+    memcpy (e->env, env, sizeof env);
+    //  Without a cert, leave SGMQ_CERT out.
+    if (!cert) {
+        e->env [2] = e->scale;
+        e->env [3] = "PATH=/usr/bin:/bin";
+        e->env [4] = NULL;
+    }
+    return e->env;
+}
+
 int
 e2e_cli (e2e_t *self, const char *cert, const char *input, char **out, char **err, ...)
 {
@@ -447,13 +471,77 @@ e2e_cli (e2e_t *self, const char *cert, const char *input, char **out, char **er
         argv [argc++] = arg;
     va_end (args);
     argv [argc] = NULL;
-    char broker [200], server [4200], own [4200], timeout [64];
-    snprintf (broker, sizeof broker, "SGMQ_BROKER=%s", self->endpoint);
-    snprintf (server, sizeof server, "SGMQ_SERVER_CERT=%s", self->server_cert);
-    snprintf (own, sizeof own, "SGMQ_CERT=%s", cert ? cert : "");
-    snprintf (timeout, sizeof timeout, "SGMQ_TEST_SCALE=%g", testutil_scale ());
-    const char *env [] = { broker, server, own, timeout, "PATH=/usr/bin:/bin", NULL };
-    return e2e_run (argv, cert ? env : env + 1, input, out, err, S_RUN_MS);
+    s_cli_env_t e;
+    return e2e_run (argv, s_cli_env (self, cert, &e), input, out, err, S_RUN_MS);
+}
+
+pid_t
+e2e_cli_start (e2e_t *self, const char *cert, int *out_fd, ...)
+{
+    const char *argv [64] = { e2e_cli_bin };
+    int argc = 1;
+    va_list args;
+    va_start (args, out_fd);
+    const char *arg;
+    while ((arg = va_arg (args, const char *)) && argc < 62)
+        argv [argc++] = arg;
+    va_end (args);
+    argv [argc] = NULL;
+    s_cli_env_t e;
+    int out_pipe [2];
+    assert_int_equal (pipe2 (out_pipe, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_addopen (&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2 (&actions, out_pipe [1], STDOUT_FILENO);
+    pid_t pid;
+    int rc = posix_spawn (&pid, argv [0], &actions, NULL, (char *const *) argv,
+                          (char *const *) s_cli_env (self, cert, &e));
+    posix_spawn_file_actions_destroy (&actions);
+    close (out_pipe [1]);
+    assert_int_equal (rc, 0);
+    *out_fd = out_pipe [0];
+    return pid;
+}
+
+char *
+e2e_read_lines (int fd, int count, int ms)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream (&text, &size);
+    int lines = 0;
+    int64_t deadline = testutil_now_ms () + testutil_ms (ms);
+    while (lines < count) {
+        int64_t left = deadline - testutil_now_ms ();
+        struct pollfd p = { fd, POLLIN, 0 };
+        if (left <= 0 || poll (&p, 1, (int) left) <= 0)
+            break;
+        char c;
+        if (read (fd, &c, 1) != 1)
+            break;
+        fputc (c, out);
+        lines += c == '\n';
+    }
+    fclose (out);
+    return text;
+}
+
+int
+e2e_wait (pid_t pid, int ms)
+{
+    int fd = s_pidfd_open (pid);
+    struct pollfd p = { fd, POLLIN, 0 };
+    bool done = fd >= 0 && poll (&p, 1, testutil_ms (ms)) > 0;
+    if (!done)
+        kill (pid, SIGKILL);
+    int status = 0;
+    waitpid (pid, &status, 0);
+    if (fd >= 0)
+        close (fd);
+    if (!done)
+        return -1;
+    return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
 }
 
 char *

@@ -85,6 +85,21 @@ int
     e2e_cli (e2e_t *self, const char *cert, const char *input, char **out,
              char **err, ...);
 
+//  Start the sgmq command line in the background (like e2e_cli); its
+//  stdout is readable from *out_fd (caller closes). Returns its pid.
+pid_t
+    e2e_cli_start (e2e_t *self, const char *cert, int *out_fd, ...);
+
+//  Read from `fd` until `count` lines have come or the deadline passes;
+//  returns what was read (caller frees).
+char *
+    e2e_read_lines (int fd, int count, int ms);
+
+//  Wait for a process to exit; its exit code, or -1 on timeout (it is then
+//  killed).
+int
+    e2e_wait (pid_t pid, int ms);
+
 //  Run a program (argv NULL-terminated) with optional input; capture as
 //  above. Returns its exit code, or -1 if it could not run or timed out.
 int
