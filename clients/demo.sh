@@ -127,6 +127,11 @@ step "the independent scrutineer replays the escalations and verifies the audit 
 as scrutineer replay --kind escalation --format csv
 as scrutineer verify --signing-pub "$DEPLOY/signing.pub"
 
+step "the Escalation Tracker for the papers of the next Executive meeting"
+as executive-cs tracker --since "$(date -u -d '-31 days' +%Y-%m-%d)" \
+    --out "$DATA/escalation-tracker.html" --csv "$DATA/escalation-tracker.csv"
+echo "open $DATA/escalation-tracker.html in a browser (it prints on A4)"
+
 # Leave nothing unacknowledged for the next run.
 for who in executive-cs executive-icb exploitation-chair; do
     SGMQ_CERT=$KEYS/$who.cert_secret "$SGMQ" listen --ack --timeout 1 >/dev/null 2>&1 || true
