@@ -54,11 +54,12 @@
 #define S_DRAIN_FRAMES      1024
 #define S_DRAIN_BYTES       (16 * 1024 * 1024)
 #define S_DRAIN_COMMANDS    16384
-//  Decoded frames kept between turns for reuse. A decoder keeps the memory
-//  of the largest frame it held, so keeping all S_DRAIN_FRAMES of them
-//  would let a client pin gigabytes by sending large frames at varying
-//  positions; the first few cover a normal turn.
-#define S_FRAME_POOL_KEEP   32
+//  Memory the decoded frames kept between turns may hold. A decoder keeps
+//  the buffers of the largest frame it decoded, so keeping every one of
+//  S_DRAIN_FRAMES would let a client pin gigabytes by sending large frames
+//  at varying positions; making them anew each turn costs more than the
+//  decoding (a decoder starts with a 64 KiB block). A budget does both.
+#define S_FRAME_POOL_BYTES  (32 * 1024 * 1024)
 //  Reminders generated per turn (the rest wait for the next turn).
 #define S_TIMERS_PER_TURN   256
 //  Replay items sent per stream per turn, and the frame size a replay
@@ -69,6 +70,12 @@
 //  most max-frame bytes this bounds what one connection can pin.
 #define S_RCVHWM            128
 #define S_SNDHWM            256
+//  libzmq checks ZMQ_MAXMSGSIZE against the CURVE MESSAGE on the wire,
+//  which carries the frame plus its box (nonce, MAC, flags: under 64
+//  bytes). Without this slack a frame of exactly max-frame bytes, valid by
+//  the protocol, would drop the connection; our decoder still refuses
+//  anything over max-frame with 414.
+#define S_CURVE_OVERHEAD    256
 //  Half-finished CURVE handshakes are dropped after this long.
 #define S_HANDSHAKE_MS      5000
 //  Registry rescans: revocation takes effect within this plus one turn.
@@ -1119,6 +1126,47 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
     return rc ? s_store_failed (work, rc) : 0;
 }
 
+//  Deadlines the broker fills in when a learning alert leaves them out,
+//  counted from `time` (the alert's publication).
+static void
+s_fill_defaults (sgmq_broker_t *self, sgmq_body_t *body, uint64_t time)
+{
+    if (body->kind != SGMQ_KIND_LEARNING)
+        return;
+    if (!body->u.learning.session_by)
+        body->u.learning.session_by =
+            sgmq_config_deadline (self->config, SGMQ_OPT_LEARNING_SESSION, time);
+    if (!body->u.learning.reflection_by)
+        body->u.learning.reflection_by =
+            sgmq_config_deadline (self->config, SGMQ_OPT_REFLECTION, time);
+}
+
+//  A publish whose (sender, ref) was already stored: the same message (a
+//  retry) or another one under a reused ref? Compare it with what was
+//  stored, its defaults counted from the original's time. Retries are
+//  rare, so this costs nothing on the common path (no digest per publish).
+static int
+s_check_retry (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
+{
+    sgmq_store_record_t record;
+    int rc = sgmq_store_get (txn, work->seq, &record);
+    if (rc)
+        return s_store_failed (work, rc);
+    sgmq_body_t body = work->cmd->u.publish.body;
+    s_fill_defaults (self, &body, record.time);
+    sgmq_proto_error_t error;
+    size_t size = 0;
+    uint8_t *again = sgmq_proto_encode_body (&body, &size, &error);
+    bool same = again && strcmp (record.kind, sgmq_proto_kind_name (body.kind)) == 0
+             && size == record.body_size && memcmp (again, record.body, size) == 0;
+    free (again);
+    if (!same)
+        s_refuse (work, SGMQ_E_CONFLICT, "ref", "ref '%s' was used for a different "
+                  "message (seq %llu)", work->cmd->u.publish.ref,
+                  (unsigned long long) work->seq);
+    return 0;
+}
+
 static int
 s_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
 {
@@ -1126,48 +1174,28 @@ s_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
     int rc = s_authorize_publish (self, txn, work);
     if (rc)
         return work->status == SGMQ_E_UNAVAILABLE ? rc : 0;
-    //  The idempotency digest covers what the client sent; defaults the
-    //  broker fills in (learning deadlines) come after, so a retry that
-    //  lands later still matches.
     sgmq_body_t body = work->cmd->u.publish.body;
+    s_fill_defaults (self, &body, sgmq_store_txn_time (txn));
     sgmq_proto_error_t error;
     size_t size = 0;
-    uint8_t *sent = sgmq_proto_encode_body (&body, &size, &error);
-    if (!sent) {
+    uint8_t *stored = sgmq_proto_encode_body (&body, &size, &error);
+    if (!stored) {
         s_refuse (work, error.code, error.field, "%s", error.reason);
         return 0;
     }
-    uint8_t digest [SGMQ_STORE_HASH_SIZE];
-    crypto_generichash_state state;
-    crypto_generichash_init (&state, NULL, 0, sizeof digest);
-    const char *kind = sgmq_proto_kind_name (body.kind);
-    crypto_generichash_update (&state, (const uint8_t *) kind, strlen (kind) + 1);
-    crypto_generichash_update (&state, sent, size);
-    crypto_generichash_final (&state, digest, sizeof digest);
-    uint64_t now = sgmq_store_txn_time (txn);
-    if (body.kind == SGMQ_KIND_LEARNING) {
-        if (!body.u.learning.session_by)
-            body.u.learning.session_by =
-                sgmq_config_deadline (self->config, SGMQ_OPT_LEARNING_SESSION, now);
-        if (!body.u.learning.reflection_by)
-            body.u.learning.reflection_by =
-                sgmq_config_deadline (self->config, SGMQ_OPT_REFLECTION, now);
-        free (sent);
-        sent = sgmq_proto_encode_body (&body, &size, &error);
-        if (!sent) {
-            s_refuse (work, error.code, error.field, "%s", error.reason);
-            return 0;
-        }
-    }
     free (work->body);
-    work->body = sent;
+    work->body = stored;
     work->body_size = size;
     work->kind = body.kind;
+    //  No digest: the store stores a (sender, ref) once and says when it
+    //  saw it before; s_check_retry then tells a retry from a reuse.
     rc = s_store_message (self, txn, work, sgmq_principal_name (work->principal),
                           sgmq_principal_key (work->principal),
-                          work->cmd->u.publish.ref, digest);
-    if (rc || work->status || work->duplicate)
+                          work->cmd->u.publish.ref, NULL);
+    if (rc || work->status)
         return rc;
+    if (work->duplicate)
+        return s_check_retry (self, txn, work);
     return s_track (self, txn, work, &body);
 }
 
@@ -1242,6 +1270,28 @@ s_subscribe (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
 //  --------------------------------------------------------------------------
 //  Reminders: due timers become broker-published messages.
 
+//  Start a work item. Not memset: an item is about 1.6 KB (group names,
+//  reminder text), set per publish, and most of it is written only when
+//  used; these are the fields every path reads.
+static void
+s_work_init (s_work_t *work, s_session_t *session, const sgmq_cmd_t *cmd,
+             const sgmq_principal_t *principal)
+{
+    work->session = session;
+    work->cmd = cmd;
+    work->principal = principal;
+    work->status = 0;
+    work->reason [0] = 0;
+    work->field = NULL;
+    work->seq = work->time = work->backlog = 0;
+    work->duplicate = false;
+    work->kind = 0;
+    work->body = NULL;
+    work->body_size = 0;
+    work->group_count = 0;
+    work->internal = false;
+}
+
 static s_work_t *
 s_internal_new (sgmq_broker_t *self)
 {
@@ -1250,7 +1300,8 @@ s_internal_new (sgmq_broker_t *self)
     if (self->internal_count == self->internal_capacity)
         return NULL;
     s_work_t *work = &self->internal [self->internal_count++];
-    memset (work, 0, sizeof *work);
+    s_work_init (work, NULL, NULL, NULL);
+    memset (&work->reminder, 0, sizeof work->reminder);
     work->internal = true;
     return work;
 }
@@ -2209,10 +2260,12 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
     s_replay_t *report = session->replay;
     for (size_t n = 0; n < S_REPLAY_PER_TURN; n++) {
         sgmq_cmd_t item;
+        //  Out here: the item points into e (group, acked_by) until it is
+        //  written below.
+        sgmq_store_escalation_t e;
         uint64_t seq = 0, time = 0;
         int rc = SGMQ_STORE_E_NOT_FOUND;
         if (report->phase == S_REPORT_ESCALATIONS) {
-            sgmq_store_escalation_t e;
             rc = report->next ? sgmq_store_escalation_next (txn, report->next - 1, &e)
                               : SGMQ_STORE_E_NOT_FOUND;
             if (rc == 0) {
@@ -2312,10 +2365,7 @@ s_work_add (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
     if (S_RESERVE (self->work, self->work_capacity, self->work_count + 1))
         return NULL;
     s_work_t *work = &self->work [self->work_count++];
-    memset (work, 0, sizeof *work);
-    work->session = session;
-    work->cmd = cmd;
-    work->principal = principal;
+    s_work_init (work, session, cmd, principal);
     return work;
 }
 
@@ -2470,10 +2520,7 @@ s_read_add (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
     if (S_RESERVE (self->reads, self->read_capacity, self->read_count + 1))
         return NULL;
     s_work_t *work = &self->reads [self->read_count++];
-    memset (work, 0, sizeof *work);
-    work->session = session;
-    work->cmd = cmd;
-    work->principal = principal;
+    s_work_init (work, session, cmd, principal);
     return work;
 }
 
@@ -2573,8 +2620,13 @@ s_end_turn (sgmq_broker_t *self)
     self->work_count = self->read_count = self->internal_count = 0;
     self->effect_count = self->touched_count = self->due_count = 0;
     self->frame_count = 0;
-    for (size_t i = S_FRAME_POOL_KEEP; i < self->frame_capacity; i++)
-        sgmq_proto_frame_destroy (&self->frames [i]);
+    size_t kept = 0;
+    for (size_t i = 0; i < self->frame_capacity; i++)
+        if (self->frames [i]) {
+            kept += sgmq_proto_frame_memory (self->frames [i]);
+            if (kept > S_FRAME_POOL_BYTES)
+                sgmq_proto_frame_destroy (&self->frames [i]);
+        }
     for (s_session_t *session = zlistx_first (self->closing); session;
          session = zlistx_next (self->closing))
         s_session_drop (self, session, session->replay ? "closed during replay"
@@ -2801,7 +2853,8 @@ s_bind (sgmq_broker_t *self, char *error)
     }
     void *handle = zsock_resolve (self->router);
     int one = 1;
-    int64_t max_frame = sgmq_config_int (self->config, SGMQ_OPT_MAX_FRAME);
+    int64_t max_frame = sgmq_config_int (self->config, SGMQ_OPT_MAX_FRAME)
+                      + S_CURVE_OVERHEAD;
     int heartbeat = (int) sgmq_config_duration (self->config, SGMQ_OPT_HEARTBEAT).amount;
     int timeout = (int) sgmq_config_duration (self->config, SGMQ_OPT_SESSION_TIMEOUT).amount;
     if (sgmq_cert_apply_server (self->cert, handle)

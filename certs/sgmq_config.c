@@ -53,7 +53,7 @@ static const s_option_t s_options [] = {
     { SGMQ_OPT_STORAGE_KEY, "sgmq", "storage-key", S_PATH, "storage.key", 1, S_PATH_MAX, NULL, false },
     { SGMQ_OPT_SIGNING_KEY, "sgmq", "signing-key", S_PATH, "signing.key", 1, S_PATH_MAX, NULL, false },
     { SGMQ_OPT_LOG_LEVEL, "sgmq", "log-level", S_ENUM, "info", 0, 0, "error,warning,info,debug", false },
-    { SGMQ_OPT_MAX_FRAME, "limits", "max-frame", S_INT, "1048576", 4096, SGMQ_PROTO_MAX_FRAME, NULL, false },
+    { SGMQ_OPT_MAX_FRAME, "limits", "max-frame", S_INT, "1048576", 2 * SGMQ_PROTO_MAX_REQUEST, SGMQ_PROTO_MAX_FRAME, NULL, false },
     { SGMQ_OPT_SESSIONS_PER_KEY, "limits", "sessions-per-key", S_INT, "16", 1, 1000, NULL, false },
     { SGMQ_OPT_MAX_SESSIONS, "limits", "max-sessions", S_INT, "10000", 1, 100000, NULL, false },
     { SGMQ_OPT_WINDOW, "limits", "window", S_INT, "100", 1, SGMQ_PROTO_MAX_WINDOW, NULL, false },

@@ -78,6 +78,7 @@ struct _sgmq_client_t {
     const char *group_items [SGMQ_PROTO_MAX_GROUPS];
     sgmq_strlist_t roles, groups;
     uint32_t heartbeat;
+    uint32_t max_frame;         //  the broker's, from WELCOME
     int64_t last_in, last_out;
     //  Subscription
     bool subscribed;
@@ -215,6 +216,7 @@ s_connect (sgmq_client_t *self, sgmq_error_t *error)
     if (sgmq_cert_apply_client (self->cert, handle, self->server_key))
         return s_fail (error, SGMQ_CLIENT_E_CERT, NULL, "cannot apply the CURVE keys");
     zsock_set_linger (self->dealer, S_LINGER_MS);
+    zsock_set_sndtimeo (self->dealer, self->timeout);
     zsock_set_reconnect_ivl (self->dealer, S_RECONNECT_IVL);
     zsock_set_reconnect_ivl_max (self->dealer, S_RECONNECT_MAX);
     //  Queue nothing for a connection that is not up: a request sent into
@@ -253,10 +255,14 @@ s_send_writer (sgmq_client_t *self, sgmq_proto_writer_t *writer, sgmq_error_t *e
     zframe_t *frame = zframe_new (sgmq_proto_writer_data (writer),
                                   sgmq_proto_writer_size (writer));
     sgmq_proto_writer_reset (writer);
-    if (!frame || zframe_send (&frame, self->dealer, ZFRAME_DONTWAIT) != 0) {
+    //  Blocks up to the client's timeout (ZMQ_SNDTIMEO) while the queue to
+    //  the broker is full or, with ZMQ_IMMEDIATE, while it is not connected.
+    if (!frame || zframe_send (&frame, self->dealer, 0) != 0) {
+        int why = zmq_errno ();
         zframe_destroy (&frame);
         return s_fail (error, SGMQ_CLIENT_E_UNREACHABLE, NULL,
-                       "cannot send to %s: not connected", self->broker);
+                       "cannot send to %s: %s", self->broker,
+                       why == EAGAIN ? "not connected" : zmq_strerror (why));
     }
     self->last_out = zclock_mono ();
     return 0;
@@ -494,6 +500,7 @@ s_hello (sgmq_client_t *self, sgmq_error_t *error)
     s_copy_list (self->group_text, self->group_items, &self->groups,
                  &welcome->u.welcome.groups, SGMQ_PROTO_MAX_GROUPS);
     self->heartbeat = welcome->u.welcome.heartbeat;
+    self->max_frame = welcome->u.welcome.max_frame;
     return 0;
 }
 
@@ -712,6 +719,9 @@ sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
         return s_fail (error, perror.code, perror.field, "%s", perror.reason);
     }
     zlistx_add_end (self->in_flight, async);
+    //  Send before the frame could outgrow what this broker accepts.
+    if (sgmq_proto_writer_size (self->batch) + SGMQ_PROTO_MAX_REQUEST > self->max_frame)
+        return s_send_writer (self, self->batch, error);
     return 0;
 }
 
@@ -720,7 +730,10 @@ sgmq_client_publish_wait (sgmq_client_t *self, int timeout, sgmq_confirm_t *conf
                           sgmq_error_t *error)
 {
     s_clear (error);
-    if (s_send_writer (self, self->batch, error))
+    //  Send the batch only when there is no answer to hand back already:
+    //  publishes queued while the caller consumes a burst of confirms then
+    //  leave together, many per frame.
+    if (zlistx_size (self->answers) == 0 && s_send_writer (self, self->batch, error))
         return -1;
     int64_t deadline = timeout < 0 ? -1 : zclock_mono () + timeout;
     while (zlistx_size (self->answers) == 0) {

@@ -39,6 +39,9 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#if defined (__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +116,9 @@ enum {
 #define S_BYTE_MASK         0xff
 #define S_ASCII_LIMIT       0x80
 #define S_ASCII_DEL         0x7f
+//  Word-at-a-time string checks: a byte of 0x01s and of 0x80s, 8 wide.
+#define S_SWAR_ONES      0x0101010101010101ULL
+#define S_SWAR_HIGH      0x8080808080808080ULL
 
 //  Enums are stored through an int; the tables rely on it.
 _Static_assert (sizeof (sgmq_kind_t) == sizeof (int), "enum is not int-sized");
@@ -919,6 +925,36 @@ s_check_str (s_ctx_t *ctx, const uint8_t *s, size_t len,
 
     size_t at = 0;
     while (at < len) {
+        //  Most text is printable ASCII: test many bytes at once for a high
+        //  bit, a byte below 0x20 or a DEL, and only look closer at a
+        //  block that has one. SSE2 is part of x86-64; elsewhere, 8 bytes
+        //  in a word (the usual "has a byte below n" tricks; a false alarm
+        //  only sends that byte down the slow path).
+#if defined (__SSE2__)
+        if (len - at >= sizeof (__m128i)) {
+            __m128i x = _mm_loadu_si128 ((const __m128i *) (s + at));
+            //  Signed compare: bytes >= 0x80 are negative, so "< 0x20" also
+            //  catches them, as it should.
+            __m128i odd = _mm_or_si128 (_mm_cmplt_epi8 (x, _mm_set1_epi8 (' ')),
+                                        _mm_cmpeq_epi8 (x, _mm_set1_epi8 (S_ASCII_DEL)));
+            if (_mm_movemask_epi8 (odd) == 0) {
+                at += sizeof (__m128i);
+                continue;
+            }
+        }
+#endif
+        if (len - at >= sizeof (uint64_t)) {
+            uint64_t x;
+            memcpy (&x, s + at, sizeof x);
+            uint64_t del = x ^ (S_SWAR_ONES * S_ASCII_DEL);
+            uint64_t odd = (x & S_SWAR_HIGH)
+                         | ((x - S_SWAR_ONES * ' ') & ~x & S_SWAR_HIGH)
+                         | ((del - S_SWAR_ONES) & ~del & S_SWAR_HIGH);
+            if (!odd) {
+                at += sizeof x;
+                continue;
+            }
+        }
         uint8_t c = s [at];
         if (c < S_ASCII_LIMIT) {
             if (c >= ' ' && c != S_ASCII_DEL) {
@@ -2435,6 +2471,14 @@ sgmq_proto_encode_body (const sgmq_body_t *body, size_t *size_p,
     }
     *size_p = buffer.size;
     return (uint8_t *) msgpack_sbuffer_release (&buffer);
+}
+
+size_t
+sgmq_proto_frame_memory (sgmq_proto_frame_t *self)
+{
+    assert (self);
+    return sizeof *self + self->arena.total + self->slots_max * sizeof *self->slots
+         + self->errors_max * sizeof *self->errors;
 }
 
 size_t

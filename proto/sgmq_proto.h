@@ -45,6 +45,11 @@ extern "C" {
 //  a few hundred 1 KiB publishes; the broker also sets ZMQ_MAXMSGSIZE to it
 //  so libzmq drops a bigger frame before it reaches us.
 #define SGMQ_PROTO_MAX_FRAME     (1024 * 1024)
+//  The largest command a client sends: a learning alert with every list
+//  full is about 41 KiB. A broker never announces a max_frame below this,
+//  and a client batching commands sends its frame once it is within this
+//  of the broker's max_frame, so the next command always fits.
+#define SGMQ_PROTO_MAX_REQUEST   (64 * 1024)
 //  Commands in one frame: enough to amortise CURVE per frame, small enough
 //  that one frame cannot monopolise a broker turn.
 #define SGMQ_PROTO_MAX_COMMANDS  1024
@@ -471,6 +476,11 @@ int __attribute__ ((warn_unused_result))
 //  Number of commands in the last decoded frame (0 after a failed decode).
 size_t
     sgmq_proto_count (sgmq_proto_frame_t *self);
+
+//  Bytes of memory this decoded frame holds (it keeps its buffers for the
+//  next decode), so a pool of them can be kept within a budget.
+size_t
+    sgmq_proto_frame_memory (sgmq_proto_frame_t *self);
 
 //  Command `index` of the last decoded frame. Returns it, or NULL with
 //  `error` filled (code, field, reason and, when it could be read, `id`)

@@ -630,6 +630,21 @@ s_put (sgmq_store_txn_t *txn, s_db_t db, const void *key, size_t key_size,
     return 0;
 }
 
+//  Put a record keyed by something that mostly grows (a seq): try
+//  MDB_APPEND, which skips the tree search and keeps pages full, and fall
+//  back to a normal put when the key is not the largest (an update). A
+//  refused MDB_APPEND changes nothing.
+static int
+s_put_mostly_last (sgmq_store_txn_t *txn, s_db_t db, const void *key,
+                   size_t key_size, const void *data, size_t size)
+{
+    MDB_val k = s_val (key, key_size), v = s_val (data, size);
+    int rc = mdb_put (txn->txn, txn->store->dbi [db], &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+        rc = mdb_put (txn->txn, txn->store->dbi [db], &k, &v, 0);
+    return rc ? s_fatal (txn, rc) : 0;
+}
+
 static int
 s_del (sgmq_store_txn_t *txn, s_db_t db, const void *key, size_t key_size)
 {
@@ -1350,6 +1365,10 @@ sgmq_store_open (const char *dir, const sgmq_store_options_t *options,
                                         : SGMQ_STORE_MAP_INITIAL;
     size_t map_max = options->map_size_max ? options->map_size_max
                                            : SGMQ_STORE_MAP_MAX;
+    //  A cap below the default start (limits/map-size-max may be 1 MiB):
+    //  start at the cap.
+    if (!options->map_size && map_size > map_max)
+        map_size = map_max;
     if (map_size > map_max) {
         s_why (why, why_size, "%s: map size %zu is above its cap %zu",
                dir, map_size, map_max);
@@ -2660,7 +2679,7 @@ sgmq_store_escalation_put (sgmq_store_txn_t *txn,
     p = s_wr_str (p, e->acked_by, alen);
     uint8_t key [8];
     s_be64 (key, e->seq);
-    return s_put (txn, S_DB_ESC, key, 8, val, (size_t) (p - val), 0);
+    return s_put_mostly_last (txn, S_DB_ESC, key, 8, val, (size_t) (p - val));
 }
 
 static int
@@ -2733,7 +2752,7 @@ sgmq_store_learning_put (sgmq_store_txn_t *txn,
     s_be32 (p, l->reminders);
     uint8_t key [8];
     s_be64 (key, l->seq);
-    return s_put (txn, S_DB_LEARN, key, 8, val, sizeof val, 0);
+    return s_put_mostly_last (txn, S_DB_LEARN, key, 8, val, sizeof val);
 }
 
 static int
@@ -2817,6 +2836,17 @@ sgmq_store_timer_set (sgmq_store_txn_t *txn, uint64_t seq, uint32_t what,
         return rc;
     uint8_t tkey [S_TKEY_SIZE], tdue [S_TDUE_SIZE], due_be [8];
     s_tkey (tkey, seq, what);
+    s_be64 (due_be, due);
+    s_tdue (tdue, due, seq, what);
+    //  The common case: the first timer of the newest message. Its key
+    //  sorts after every other, so an append succeeds exactly when there is
+    //  no timer to move, and saves looking for one.
+    MDB_val k = s_val (tkey, sizeof tkey), v = s_val (due_be, sizeof due_be);
+    rc = mdb_put (txn->txn, txn->store->dbi [S_DB_TKEY], &k, &v, MDB_APPEND);
+    if (rc == 0)
+        return s_put (txn, S_DB_TDUE, tdue, sizeof tdue, NULL, 0, 0);
+    if (rc != MDB_KEYEXIST)
+        return s_fatal (txn, rc);
     uint64_t old;
     rc = s_timer_due (txn, tkey, &old);
     if (rc == 0 && old == due)
@@ -2833,7 +2863,6 @@ sgmq_store_timer_set (sgmq_store_txn_t *txn, uint64_t seq, uint32_t what,
     if (rc)
         return rc;
     s_tdue (tdue, due, seq, what);
-    s_be64 (due_be, due);
     rc = s_put (txn, S_DB_TDUE, tdue, sizeof tdue, NULL, 0, 0);
     if (!rc)
         rc = s_put (txn, S_DB_TKEY, tkey, sizeof tkey, due_be, 8, 0);
