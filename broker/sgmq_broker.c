@@ -70,6 +70,10 @@
 //  most max-frame bytes this bounds what one connection can pin.
 #define S_RCVHWM            128
 #define S_SNDHWM            256
+//  A session's frame goes out once it holds this much (not at max-frame),
+//  so a peer that does not read pins about S_SNDHWM such frames (16 MiB of
+//  deliveries) in libzmq, not S_SNDHWM frames of max-frame (256 MiB).
+#define S_SESSION_FRAME     (64 * 1024)
 //  libzmq checks ZMQ_MAXMSGSIZE against the CURVE MESSAGE on the wire,
 //  which carries the frame plus its box (nonce, MAC, flags: under 64
 //  bytes). Without this slack a frame of exactly max-frame bytes, valid by
@@ -84,6 +88,9 @@
 #define S_REDELIVER_SCAN_MS 100
 //  While a replay waits for a slow auditor, poll this often.
 #define S_BLOCKED_POLL_MS   5
+//  Malformed input is logged as a warning at most this often (with a
+//  count), so a hostile client cannot flood the log.
+#define S_BAD_WARN_MS       10000
 //  Longest sleep when nothing is due (housekeeping still runs).
 #define S_IDLE_POLL_MS      1000
 //  Pending answers are computed up to this many items.
@@ -99,6 +106,9 @@
 #define S_ZMQ_ZAP_ENFORCE_DOMAIN 93
 //  Routing ids are at most 255 bytes; as hex plus NUL.
 #define S_ID_HEX            (255 * 2 + 1)
+//  The routing ids libzmq makes for peers that chose none: a zero byte and
+//  a 32-bit counter.
+#define S_ZMQ_ROUTING_ID_SIZE 5
 //  Shutdown: how long queued replies may take to leave.
 #define S_LINGER_MS         1000
 //  Timer codes stored with each reminder timer (the store's `what`).
@@ -289,6 +299,9 @@ struct _sgmq_broker_t {
     bool broken;
     //  Counters (logged at shutdown)
     uint64_t frames_in, commands_in, bad_frames, commits, refused;
+    uint64_t bad_commands;      //  commands refused by the codec
+    uint64_t bad_unwarned;      //  malformed input since the last warning
+    int64_t next_bad_warning;
 };
 
 //  The broker whose signal handler is installed (one per process).
@@ -467,6 +480,7 @@ s_inflight_put (sgmq_broker_t *self, s_session_t *session, uint64_t seq,
 //  Queue a command for the session's next frame; sends the frame first if
 //  the command does not fit.
 static void s_send_frame (sgmq_broker_t *self, s_session_t *session);
+static void s_close_later (sgmq_broker_t *self, s_session_t *session);
 
 static void
 s_reply (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd)
@@ -485,6 +499,9 @@ s_reply (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd)
                sgmq_proto_cmd_name (cmd->cmd), session->name, error.reason);
         return;
     }
+    if (sgmq_proto_writer_size (session->out) >= S_SESSION_FRAME)
+        s_send_frame (self, session);
+    else
     if (!session->dirty) {
         session->dirty = true;
         zlistx_add_end (self->dirty, session);
@@ -513,7 +530,9 @@ s_send_frame (sgmq_broker_t *self, s_session_t *session)
                     sgmq_proto_writer_data (session->out),
                     sgmq_proto_writer_size (session->out))) {
         if (errno == EHOSTUNREACH)
-            session->closing = true;
+            //  The peer is gone: forget its session at the end of this
+            //  turn (a flag alone would keep it, and its slot, for good).
+            s_close_later (self, session);
         else
         if (session->dropped++ == 0)
             s_log (S_LOG_WARNING, "peer not reading name=\"%s\" key=%s: "
@@ -716,7 +735,27 @@ s_hello (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
          const char *key, const sgmq_principal_t *principal, uint64_t id)
 {
     s_session_t *session = s_session_find (self, routing, routing_size);
+    if (session && (session->closing || strcmp (session->key, key) != 0)) {
+        //  This connection's earlier session ends with this turn (BYE,
+        //  expiry, or another key on a reused routing id): it cannot be
+        //  taken over, and a new one cannot start before it is gone.
+        s_close_later (self, session);
+        s_error_to (self, routing, routing_size, id, SGMQ_E_BUSY, NULL,
+                    "the previous session on this connection is closing; "
+                    "say HELLO again");
+        return;
+    }
     if (!session) {
+        //  A session lives on its connection's routing id. One the client
+        //  chose (ZMQ_ROUTING_ID) can be claimed by another key once the
+        //  connection drops, and with it the session's deliveries; libzmq's
+        //  own (a zero byte, then a counter from a random start) cannot.
+        if (routing_size != S_ZMQ_ROUTING_ID_SIZE || routing [0] != 0) {
+            s_error_to (self, routing, routing_size, id, SGMQ_E_BAD_REQUEST, NULL,
+                        "rule routing-id: do not set ZMQ_ROUTING_ID; let ZeroMQ "
+                        "choose the connection's routing id");
+            return;
+        }
         size_t of_key = 0;
         zlistx_t *list = s_sessions_of (self, sgmq_principal_name (principal));
         for (s_session_t *s = list ? zlistx_first (list) : NULL; s;
@@ -1252,6 +1291,13 @@ s_ack (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
 static int
 s_subscribe (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
 {
+    //  Deliveries go to members only (PROTOCOL.md 5.5): the other roles
+    //  may not open a stream at all.
+    if (!sgmq_principal_has_role (work->principal, SGMQ_ROLE_MEMBER)) {
+        s_refuse (work, SGMQ_E_FORBIDDEN, NULL, "rule subscribe-members: only "
+                  "principals with the member role receive deliveries");
+        return 0;
+    }
     s_session_t *session = s_scratch (self, work->session);
     uint32_t window = work->cmd->u.subscribe.window;
     //  Subscribing (again) starts the stream afresh: everything still
@@ -2389,6 +2435,28 @@ s_frame_slot (sgmq_broker_t *self)
     return *slot;
 }
 
+//  Count malformed input (answered already) and warn about it, at most
+//  once every S_BAD_WARN_MS: names the key and the code, never the bytes.
+static void
+s_bad_input (sgmq_broker_t *self, const char *key, size_t size, int code, bool frame)
+{
+    if (frame)
+        self->bad_frames++;
+    else
+        self->bad_commands++;
+    self->bad_unwarned++;
+    s_log (S_LOG_DEBUG, "bad %s key=%s size=%zu code=%d", frame ? "frame" : "command",
+           key ? key : "?", size, code);
+    int64_t now = s_mono ();
+    if (now >= self->next_bad_warning) {
+        s_log (S_LOG_WARNING, "malformed input key=%s code=%d (%llu malformed frames "
+               "or commands since the last such warning)", key ? key : "?", code,
+               (unsigned long long) self->bad_unwarned);
+        self->bad_unwarned = 0;
+        self->next_bad_warning = now + S_BAD_WARN_MS;
+    }
+}
+
 //  One frame from one peer. Returns the number of commands it held.
 static size_t
 s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
@@ -2401,16 +2469,14 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
     if (multipart) {
         s_error_to (self, routing, routing_size, 0, SGMQ_E_MALFORMED, NULL,
                     "send each frame as a single-part message");
-        self->bad_frames++;
+        s_bad_input (self, key, size, SGMQ_E_MALFORMED, true);
         return 0;
     }
     sgmq_proto_error_t error;
     if (sgmq_proto_decode (frame, data, size, &error)) {
         s_error_to (self, routing, routing_size, 0, error.code, error.field,
                     "%s", error.reason);
-        self->bad_frames++;
-        s_log (S_LOG_DEBUG, "bad frame key=%s size=%zu code=%d", key ? key : "?",
-               size, error.code);
+        s_bad_input (self, key, size, error.code, true);
         return 0;
     }
     const sgmq_principal_t *principal = key ? s_principal (self, key) : NULL;
@@ -2423,6 +2489,7 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
         if (!cmd) {
             s_error_to (self, routing, routing_size, error.id, error.code, error.field,
                         "%s", error.reason);
+            s_bad_input (self, key, size, error.code, false);
             continue;
         }
         if (!principal) {
@@ -2436,7 +2503,7 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
             session = s_session_find (self, routing, routing_size);
             continue;
         }
-        if (!session || strcmp (session->key, key) != 0) {
+        if (!session || session->closing || strcmp (session->key, key) != 0) {
             s_error_to (self, routing, routing_size, cmd->id, SGMQ_E_BAD_REQUEST,
                         NULL, "no session: send HELLO first");
             continue;
@@ -2838,6 +2905,13 @@ sgmq_broker_check (const char *config_path, bool *running, char *error)
 static int
 s_bind (sgmq_broker_t *self, char *error)
 {
+    //  libzmq numbers a ROUTER's peers from a start it draws with rand(),
+    //  which CZMQ seeds with the time: a client that claims the numbers
+    //  coming next as its own routing ids makes libzmq abort the broker
+    //  (an assertion) when a legitimate peer is given one. Seed rand()
+    //  from the kernel instead, after CZMQ's own seeding in zsys_init.
+    zsys_init ();
+    srand (randombytes_random ());
     //  ZAP first: a CURVE socket that binds before its handler exists
     //  would meet its first clients with no one to ask.
     self->zap = zsock_new (ZMQ_REP);
@@ -2986,11 +3060,11 @@ sgmq_broker_run (sgmq_broker_t *self)
         s_turn (self);
     s_flush (self);
     s_log (self->broken ? S_LOG_ERROR : S_LOG_INFO, "stopping%s: frames=%llu "
-           "commands=%llu bad-frames=%llu commits=%llu refused=%llu",
+           "commands=%llu bad-frames=%llu bad-commands=%llu commits=%llu refused=%llu",
            self->broken ? " (the store broke)" : "",
            (unsigned long long) self->frames_in, (unsigned long long) self->commands_in,
-           (unsigned long long) self->bad_frames, (unsigned long long) self->commits,
-           (unsigned long long) self->refused);
+           (unsigned long long) self->bad_frames, (unsigned long long) self->bad_commands,
+           (unsigned long long) self->commits, (unsigned long long) self->refused);
     return self->broken ? -1 : 0;
 }
 
