@@ -148,9 +148,43 @@ s_fail_cmd (sgmq_error_t *error, const sgmq_cmd_t *cmd)
 static void
 s_disconnect (sgmq_client_t *self)
 {
+    //  Stop the monitor before closing its reader. libzmq sends monitor
+    //  events from its I/O thread with a blocking send: an event with no
+    //  reader left (say, the handshake of a reconnect still under way)
+    //  would block that thread, and with it every connection of the
+    //  process, for good.
+    if (self->dealer)
+        zmq_socket_monitor (zsock_resolve (self->dealer), NULL, 0);
     zsock_destroy (&self->monitor);
     zsock_destroy (&self->dealer);
     self->frame_next = self->frame_count = 0;
+}
+
+//  Read one event from the socket monitor. 0, or -1 if none could be read.
+static int
+s_monitor_event (sgmq_client_t *self, uint16_t *event, uint32_t *value)
+{
+    void *monitor = zsock_resolve (self->monitor);
+    zmq_msg_t msg;
+    zmq_msg_init (&msg);
+    if (zmq_msg_recv (&msg, monitor, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&msg);
+        return -1;
+    }
+    *event = 0;
+    *value = 0;
+    if (zmq_msg_size (&msg) >= 6) {
+        memcpy (event, zmq_msg_data (&msg), sizeof *event);
+        memcpy (value, (uint8_t *) zmq_msg_data (&msg) + 2, sizeof *value);
+    }
+    bool more = zmq_msg_more (&msg);
+    zmq_msg_close (&msg);
+    while (more) {              //  the endpoint part
+        zmq_msg_init (&msg);
+        more = zmq_msg_recv (&msg, monitor, 0) >= 0 && zmq_msg_more (&msg);
+        zmq_msg_close (&msg);
+    }
+    return 0;
 }
 
 //  Wait for the handshake's outcome on the monitor. 0 on success.
@@ -167,27 +201,10 @@ s_await_handshake (sgmq_client_t *self, sgmq_error_t *error)
                            "running there, and is the server cert its own?",
                            self->broker, self->timeout);
         zmq_pollitem_t item = { monitor, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, (long) left) <= 0)
+        uint16_t event;
+        uint32_t value;
+        if (zmq_poll (&item, 1, (long) left) <= 0 || s_monitor_event (self, &event, &value))
             continue;
-        zmq_msg_t msg;
-        zmq_msg_init (&msg);
-        if (zmq_msg_recv (&msg, monitor, 0) < 0) {
-            zmq_msg_close (&msg);
-            continue;
-        }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size (&msg) >= 6) {
-            memcpy (&event, zmq_msg_data (&msg), sizeof event);
-            memcpy (&value, (uint8_t *) zmq_msg_data (&msg) + 2, sizeof value);
-        }
-        bool more = zmq_msg_more (&msg);
-        zmq_msg_close (&msg);
-        while (more) {          //  the endpoint part
-            zmq_msg_init (&msg);
-            more = zmq_msg_recv (&msg, monitor, 0) >= 0 && zmq_msg_more (&msg);
-            zmq_msg_close (&msg);
-        }
         if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
             return 0;
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
@@ -230,7 +247,8 @@ s_connect (sgmq_client_t *self, sgmq_error_t *error)
               __atomic_add_fetch (&connections, 1, __ATOMIC_RELAXED));
     if (zmq_socket_monitor (handle, endpoint, ZMQ_EVENT_HANDSHAKE_SUCCEEDED
                             | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                            | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                            | ZMQ_EVENT_DISCONNECTED) != 0
     ||  zsock_connect (self->monitor, "%s", endpoint) != 0)
         return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "cannot monitor the socket");
     if (zsock_connect (self->dealer, "%s", self->broker) != 0)
@@ -402,11 +420,25 @@ s_next (sgmq_client_t *self, int64_t deadline, const sgmq_cmd_t **cmd,
         }
         if (!self->dealer)
             return s_fail (error, SGMQ_CLIENT_E_UNREACHABLE, NULL, "not connected");
-        zmq_pollitem_t item = { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll (&item, 1, wait);
+        //  The monitor too: a lost connection (a broker restart) loses the
+        //  session and any answer in flight, so say so at once rather than
+        //  after the timeout; the callers reconnect.
+        zmq_pollitem_t items [] = {
+            { zsock_resolve (self->dealer), 0, ZMQ_POLLIN, 0 },
+            { zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0 }
+        };
+        int rc = zmq_poll (items, 2, wait);
         if (rc < 0 && errno == EINTR)
             return s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "interrupted");
         if (rc <= 0)
+            continue;
+        uint16_t event;
+        uint32_t value;
+        if ((items [1].revents & ZMQ_POLLIN) && s_monitor_event (self, &event, &value) == 0
+        &&  event == ZMQ_EVENT_DISCONNECTED)
+            return s_fail (error, SGMQ_CLIENT_E_UNREACHABLE, NULL,
+                           "the connection to %s was lost", self->broker);
+        if (!(items [0].revents & ZMQ_POLLIN))
             continue;
         zframe_t *frame = zframe_recv (self->dealer);
         if (!frame)
@@ -832,7 +864,10 @@ sgmq_client_recv (sgmq_client_t *self, int timeout, const sgmq_delivery_t **deli
             wake = deadline;
         const sgmq_cmd_t *cmd = NULL;
         sgmq_error_t next_error;
-        if (s_next (self, wake, &cmd, &next_error) == 0) {
+        int next = s_next (self, wake, &cmd, &next_error);
+        if (next && next_error.code == SGMQ_CLIENT_E_UNREACHABLE)
+            s_disconnect (self);        //  reconnect at the top of the loop
+        if (next == 0) {
             if (cmd->cmd == SGMQ_CMD_ERROR && cmd->u.error.code == SGMQ_E_NOT_AUTHORISED) {
                 s_disconnect (self);
                 return s_fail_cmd (error, cmd);

@@ -7,7 +7,9 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -214,6 +217,24 @@ e2e_config_insert (e2e_t *self, const char *section, const char *lines)
     free (text);
 }
 
+//  A loopback endpoint on a port the kernel picked as free and unused
+//  (an ephemeral port, random), or "*" if it cannot pick one.
+static void
+s_free_endpoint (char *endpoint, size_t size)
+{
+    snprintf (endpoint, size, "tcp://127.0.0.1:*");
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in address = { .sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    socklen_t length = sizeof address;
+    if (fd >= 0
+    &&  bind (fd, (struct sockaddr *) &address, sizeof address) == 0
+    &&  getsockname (fd, (struct sockaddr *) &address, &length) == 0)
+        snprintf (endpoint, size, "tcp://127.0.0.1:%u", ntohs (address.sin_port));
+    if (fd >= 0)
+        close (fd);
+}
+
 e2e_t *
 e2e_new (const char *tag, ...)
 {
@@ -223,8 +244,15 @@ e2e_new (const char *tag, ...)
     assert_non_null (base);
     self->dir = s_join (base, "deploy");
     free (base);
+    //  A port of its own, kept across restarts. With "*" every broker
+    //  took the lowest free port from 49152 (CZMQ's "!" repeats its
+    //  random choice within a second), so a broker of a parallel test
+    //  could take the port of one that was restarting, and its clients
+    //  reconnected to the wrong broker.
+    char endpoint [64];
+    s_free_endpoint (endpoint, sizeof endpoint);
     const char *argv [] = { e2e_cli_bin, "init", self->dir, "--endpoint",
-                            "tcp://127.0.0.1:*", NULL };
+                            endpoint, NULL };
     char *err = NULL;
     int rc = e2e_run (argv, NULL, NULL, NULL, &err, S_RUN_MS);
     if (rc != 0)
@@ -276,6 +304,44 @@ e2e_principal (e2e_t *self, const char *file, const char *name, const char *agen
     return secret;
 }
 
+//  Brokers started and not yet reaped. A failed test leaves cmocka's
+//  test function early, without e2e_destroy: at exit, these are killed,
+//  so that no broker outlives its test process.
+#define S_LIVE_MAX 64
+static pid_t s_live [S_LIVE_MAX];
+
+static void
+s_live_kill (void)
+{
+    for (int i = 0; i < S_LIVE_MAX; i++)
+        if (s_live [i]) {
+            kill (s_live [i], SIGKILL);
+            waitpid (s_live [i], NULL, 0);
+            s_live [i] = 0;
+        }
+}
+
+static void
+s_live_add (pid_t pid)
+{
+    static bool registered;
+    if (!registered)
+        registered = atexit (s_live_kill) == 0;
+    for (int i = 0; i < S_LIVE_MAX; i++)
+        if (!s_live [i]) {
+            s_live [i] = pid;
+            return;
+        }
+}
+
+static void
+s_live_remove (pid_t pid)
+{
+    for (int i = 0; i < S_LIVE_MAX; i++)
+        if (s_live [i] == pid)
+            s_live [i] = 0;
+}
+
 int
 e2e_start (e2e_t *self, int *status)
 {
@@ -311,6 +377,7 @@ e2e_start (e2e_t *self, int *status)
     assert_int_equal (rc, 0);
     self->pid = pid;
     self->pidfd = s_pidfd_open (pid);
+    s_live_add (pid);
     //  Wait for "sgmq-broker: ready on ENDPOINT\n", or for the exit.
     char line [256] = "";
     size_t used = 0;
@@ -335,6 +402,7 @@ e2e_start (e2e_t *self, int *status)
     if (!ready || !at) {
         int wstatus = 0;
         waitpid (pid, &wstatus, 0);
+        s_live_remove (pid);
         close (self->pidfd);
         self->pidfd = -1;
         self->pid = 0;
@@ -345,6 +413,8 @@ e2e_start (e2e_t *self, int *status)
     at += strlen (marker);
     at [strcspn (at, "\n")] = 0;
     snprintf (self->endpoint, sizeof self->endpoint, "%s", at);
+    //  A restart listens where the clients already are.
+    e2e_config_set (self, "sgmq/endpoint", self->endpoint);
     return 0;
 }
 
@@ -357,6 +427,7 @@ s_reap (e2e_t *self, int timeout_ms)
         return -1;
     int wstatus = 0;
     waitpid (self->pid, &wstatus, 0);
+    s_live_remove (self->pid);
     close (self->pidfd);
     self->pidfd = -1;
     self->pid = 0;

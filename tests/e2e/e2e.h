@@ -3,11 +3,13 @@
     `sgmq-broker` process on a free loopback port, and the real `sgmq`
     command line.
 
-    The broker is started with "tcp://127.0.0.1:*" and the test reads the
-    port from its "ready on ENDPOINT" line, so there is no guessing of free
-    ports and no sleeping: every wait is a poll with a deadline scaled by
-    SGMQ_TEST_SCALE. It is stopped by its PID (SIGTERM, then its exit code
-    is checked) or killed (SIGKILL) when a test wants a crash.
+    The broker listens on a loopback port the kernel picked as free (kept
+    across restarts) and the test reads the endpoint from its "ready on
+    ENDPOINT" line, so there is no sleeping: every wait is a poll with a
+    deadline scaled by SGMQ_TEST_SCALE. It is stopped by its PID (SIGTERM,
+    then its exit code is checked) or killed (SIGKILL) when a test wants a
+    crash; a broker still running when the test process exits (a failed
+    test) is killed then.
 */
 #ifndef SGMQ_E2E_H_INCLUDED
 #define SGMQ_E2E_H_INCLUDED
@@ -31,7 +33,7 @@ typedef struct {
 
 //  A new deployment (sgmq init) whose config has these overrides applied:
 //  pairs of "section/option", "value", then NULL. The endpoint is always
-//  tcp://127.0.0.1:* . Fails the test on any problem.
+//  on 127.0.0.1 (see above). Fails the test on any problem.
 e2e_t *
     e2e_new (const char *tag, ...);
 

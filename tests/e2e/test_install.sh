@@ -96,7 +96,7 @@ fi
 make -C "$tmp/examples" "${make_flags[@]}" > "$tmp/make.log" 2>&1 \
     || fail "building the example: $(cat "$tmp/make.log")"
 export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-ldd "$tmp/examples/escalate" | grep -q "$libdir/libsgmq.so.0" \
+ldd "$tmp/examples/escalate" | grep "$libdir/libsgmq.so.0" >/dev/null \
     || fail "the example does not use the installed libsgmq: $(ldd "$tmp/examples/escalate")"
 
 # 4. A deployment and a broker from the build tree, on a free port.

@@ -25,6 +25,20 @@ typedef struct {
     char *auditor;
 } s_cast_t;
 
+//  A config duration of `ms` milliseconds, scaled by SGMQ_TEST_SCALE like
+//  every wait in the tests, so the broker's timers keep their proportion
+//  to the test's waits under sanitizers and valgrind. Rotates four
+//  buffers: a call can use several.
+static const char *
+s_ms (int64_t ms)
+{
+    static char buffers [4][32];
+    static int next;
+    char *text = buffers [next++ % 4];
+    snprintf (text, sizeof buffers [0], "%lldms", (long long) testutil_ms (ms));
+    return text;
+}
+
 static s_cast_t *
 s_cast_new (const char *tag, ...)
 {
@@ -334,8 +348,8 @@ static void
 test_redelivery_backs_off_then_flags (void **state)
 {
     (void) state;
-    s_cast_t *c = s_cast_new ("redeliver", "deadlines/redeliver-first", "200ms",
-                              "deadlines/redeliver-max", "400ms",
+    s_cast_t *c = s_cast_new ("redeliver", "deadlines/redeliver-first", s_ms (200),
+                              "deadlines/redeliver-max", s_ms (400),
                               "deadlines/max-tries", "3", NULL);
     sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
     sgmq_client_t *police = e2e_connect (c->e2e, c->police);
@@ -348,8 +362,8 @@ test_redelivery_backs_off_then_flags (void **state)
         times [attempt - 1] = testutil_now_ms ();
     }
     //  Backoff: the gaps grow (200 ms, then 400 ms) and are never shorter.
-    assert_true (times [1] - times [0] >= 150);
-    assert_true (times [2] - times [1] >= 350);
+    assert_true (times [1] - times [0] >= testutil_ms (150));
+    assert_true (times [2] - times [1] >= testutil_ms (350));
     //  After max-tries, no more; the delivery stays pending, flagged.
     assert_true (e2e_quiet (exec1, 1500));
     s_items_t items = { .count = 0 };
@@ -489,8 +503,8 @@ static void
 test_escalation_overdue_reminded_until_resolved (void **state)
 {
     (void) state;
-    s_cast_t *c = s_cast_new ("escalate", "deadlines/escalation-ack-by", "1s",
-                              "deadlines/repeat", "2s",
+    s_cast_t *c = s_cast_new ("escalate", "deadlines/escalation-ack-by", s_ms (1000),
+                              "deadlines/repeat", s_ms (2000),
                               "deadlines/redeliver-first", "1h",
                               "deadlines/redeliver-max", "1h", NULL);
     sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
@@ -518,7 +532,7 @@ test_escalation_overdue_reminded_until_resolved (void **state)
     //  It repeats, at the configured interval and not more often.
     r = s_next_reminder (exec1, 6000);
     assert_int_equal (r->body.u.reminder.count, 2);
-    assert_true (r->time - first_time >= 2000);
+    assert_true (r->time - first_time >= (uint64_t) testutil_ms (2000));
     s_ack (exec1, r->seq);
 
     //  The first Executive acknowledgement stops the ack reminders.
@@ -556,7 +570,7 @@ static void
 test_response_overdue_reminds_until_responded (void **state)
 {
     (void) state;
-    s_cast_t *c = s_cast_new ("respond", "deadlines/repeat", "1s", NULL);
+    s_cast_t *c = s_cast_new ("respond", "deadlines/repeat", s_ms (1000), NULL);
     sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
     sgmq_client_t *police = e2e_connect (c->e2e, c->police);
     sgmq_body_t body = { .kind = SGMQ_KIND_ESCALATION };
