@@ -86,8 +86,9 @@
 #define S_REGISTRY_SCAN_MS  500
 //  How often in-flight deliveries are checked for redelivery.
 #define S_REDELIVER_SCAN_MS 100
-//  While a replay waits for a slow auditor, poll this often.
-#define S_BLOCKED_POLL_MS   5
+//  While a replay waits for a slow auditor, poll this often (libzmq's
+//  ROUTER cannot say when one peer's pipe has room again).
+#define S_BLOCKED_POLL_MS   1
 //  Malformed input is logged as a warning at most this often (with a
 //  count), so a hostile client cannot flood the log.
 #define S_BAD_WARN_MS       10000
@@ -195,8 +196,13 @@ struct _s_session_t {
     uint32_t window;
     uint64_t cursor;            //  highest seq considered for this session
     bool behind;                //  unacked messages past cursor wait in store
-    s_inflight_t *inflight;     //  sorted by seq
-    size_t inflight_count, inflight_capacity;
+    //  Sorted by seq. An acked entry stays as a tombstone (attempts 0)
+    //  until tombstones are half the array: acks come oldest first, and
+    //  shifting the whole window on each would cost O(window) per ack.
+    s_inflight_t *inflight;
+    size_t inflight_len;        //  entries in use, tombstones included
+    size_t inflight_count;      //  live entries
+    size_t inflight_capacity;
     int64_t next_due;           //  earliest inflight due; INT64_MAX: none
     s_replay_t *replay;
     //  Output: commands queued this turn, sent as one frame per flush
@@ -419,10 +425,12 @@ s_session_drop (sgmq_broker_t *self, s_session_t *session, const char *why)
     zhashx_delete (self->sessions, session->id);    //  frees it
 }
 
+//  Position of `seq` among the entries (tombstones keep their seq, so the
+//  array stays sorted); *found if it is there and live.
 static size_t
 s_inflight_find (const s_session_t *session, uint64_t seq, bool *found)
 {
-    size_t lo = 0, hi = session->inflight_count;
+    size_t lo = 0, hi = session->inflight_len;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (session->inflight [mid].seq < seq)
@@ -430,8 +438,20 @@ s_inflight_find (const s_session_t *session, uint64_t seq, bool *found)
         else
             hi = mid;
     }
-    *found = lo < session->inflight_count && session->inflight [lo].seq == seq;
+    *found = lo < session->inflight_len && session->inflight [lo].seq == seq
+          && session->inflight [lo].attempts;
     return lo;
+}
+
+//  Squeeze out the tombstones.
+static void
+s_inflight_compact (s_session_t *session)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < session->inflight_len; i++)
+        if (session->inflight [i].attempts)
+            session->inflight [live++] = session->inflight [i];
+    session->inflight_len = live;
 }
 
 static void
@@ -441,9 +461,18 @@ s_inflight_remove (s_session_t *session, uint64_t seq)
     size_t at = s_inflight_find (session, seq, &found);
     if (!found)
         return;
-    memmove (&session->inflight [at], &session->inflight [at + 1],
-             (session->inflight_count - at - 1) * sizeof *session->inflight);
+    session->inflight [at].attempts = 0;
     session->inflight_count--;
+    if (2 * (session->inflight_len - session->inflight_count) > session->inflight_len)
+        s_inflight_compact (session);
+}
+
+//  Forget every entry (a fresh subscription).
+static void
+s_inflight_clear (s_session_t *session)
+{
+    session->inflight_len = session->inflight_count = 0;
+    session->next_due = INT64_MAX;
 }
 
 //  Record a delivery: a new inflight entry, or one more attempt.
@@ -453,14 +482,23 @@ s_inflight_put (sgmq_broker_t *self, s_session_t *session, uint64_t seq,
 {
     bool found;
     size_t at = s_inflight_find (session, seq, &found);
-    if (!found) {
+    bool reuse = !found && at < session->inflight_len && session->inflight [at].seq == seq;
+    if (!found && !reuse) {
+        //  New deliveries come in seq order, so this is nearly always an
+        //  append; an insert in the middle first squeezes the tombstones.
+        if (at < session->inflight_len) {
+            s_inflight_compact (session);
+            at = s_inflight_find (session, seq, &found);
+        }
         if (S_RESERVE (session->inflight, session->inflight_capacity,
-                       session->inflight_count + 1))
+                       session->inflight_len + 1))
             return -1;
         memmove (&session->inflight [at + 1], &session->inflight [at],
-                 (session->inflight_count - at) * sizeof *session->inflight);
-        session->inflight_count++;
+                 (session->inflight_len - at) * sizeof *session->inflight);
+        session->inflight_len++;
     }
+    if (!found)
+        session->inflight_count++;
     //  Backoff doubles per attempt from redeliver-first, up to redeliver-max.
     uint64_t first = sgmq_config_duration (self->config, SGMQ_OPT_REDELIVER_FIRST).amount;
     uint64_t most = sgmq_config_duration (self->config, SGMQ_OPT_REDELIVER_MAX).amount;
@@ -1469,9 +1507,9 @@ s_redeliver (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session,
     s_scratch (self, session);
     if (session->s_reset)
         return 0;               //  its refill sends everything again anyway
-    for (size_t i = 0; i < session->inflight_count; i++) {
+    for (size_t i = 0; i < session->inflight_len; i++) {
         s_inflight_t *entry = &session->inflight [i];
-        if (entry->due > now)
+        if (!entry->attempts || entry->due > now)
             continue;
         if (entry->attempts >= max_tries) {
             //  Flagged at its last try; it stays pending in the store.
@@ -1695,8 +1733,7 @@ s_apply (sgmq_broker_t *self, int rc)
         else {
             answer.cmd = SGMQ_CMD_SUBSCRIBED;
             answer.u.subscribed.backlog = work->backlog;
-            session->inflight_count = 0;
-            session->next_due = INT64_MAX;
+            s_inflight_clear (session);
         }
         s_reply (self, session, &answer);
     }
@@ -1731,8 +1768,9 @@ s_apply (sgmq_broker_t *self, int rc)
     for (size_t i = 0; i < self->due_count; i++) {
         s_session_t *session = self->due [i];
         session->next_due = INT64_MAX;
-        for (size_t j = 0; j < session->inflight_count; j++)
-            if (session->inflight [j].due < session->next_due)
+        for (size_t j = 0; j < session->inflight_len; j++)
+            if (session->inflight [j].attempts
+            &&  session->inflight [j].due < session->next_due)
                 session->next_due = session->inflight [j].due;
     }
 }

@@ -31,6 +31,9 @@
 #define S_RECONNECT_MAX     2000
 //  How long BYE may take to leave when the client closes.
 #define S_LINGER_MS         500
+//  Pipelined publishes per frame: enough to amortise CURVE and a broker
+//  turn, few enough that a window of them is several frames in flight.
+#define S_BATCH_SEND        128
 //  Verify reports progress this often.
 #define S_PROGRESS_EVERY    4096
 
@@ -410,13 +413,15 @@ s_next (sgmq_client_t *self, int64_t deadline, const sgmq_cmd_t **cmd,
             if (*cmd)
                 return 0;
         }
+        //  A deadline already passed still gets one look at the socket
+        //  without waiting: a timeout of 0 means "what has arrived", not
+        //  "only what was decoded before".
         long wait = -1;
+        bool last = false;
         if (deadline >= 0) {
             int64_t left = deadline - zclock_mono ();
-            if (left <= 0)
-                return s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "no answer from "
-                               "%s in time", self->broker);
-            wait = (long) left;
+            last = left <= 0;
+            wait = last ? 0 : (long) left;
         }
         if (!self->dealer)
             return s_fail (error, SGMQ_CLIENT_E_UNREACHABLE, NULL, "not connected");
@@ -430,6 +435,9 @@ s_next (sgmq_client_t *self, int64_t deadline, const sgmq_cmd_t **cmd,
         int rc = zmq_poll (items, 2, wait);
         if (rc < 0 && errno == EINTR)
             return s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "interrupted");
+        if (rc <= 0 && last)
+            return s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "no answer from "
+                           "%s in time", self->broker);
         if (rc <= 0)
             continue;
         uint16_t event;
@@ -751,8 +759,12 @@ sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
         return s_fail (error, perror.code, perror.field, "%s", perror.reason);
     }
     zlistx_add_end (self->in_flight, async);
-    //  Send before the frame could outgrow what this broker accepts.
-    if (sgmq_proto_writer_size (self->batch) + SGMQ_PROTO_MAX_REQUEST > self->max_frame)
+    //  Send a batch once it is worth a frame, so that the broker commits
+    //  one batch while the next is on its way (sent whole at _publish_wait,
+    //  a window would make one commit at a time); and always before the
+    //  frame could outgrow what this broker accepts.
+    if (sgmq_proto_writer_count (self->batch) >= S_BATCH_SEND
+    ||  sgmq_proto_writer_size (self->batch) + SGMQ_PROTO_MAX_REQUEST > self->max_frame)
         return s_send_writer (self, self->batch, error);
     return 0;
 }
@@ -830,12 +842,15 @@ sgmq_client_recv (sgmq_client_t *self, int timeout, const sgmq_delivery_t **deli
     int64_t heartbeat = self->heartbeat ? self->heartbeat : SGMQ_CLIENT_DEFAULT_TIMEOUT;
     while (zlistx_size (self->deliveries) == 0) {
         int64_t now = zclock_mono ();
-        if (deadline >= 0 && now >= deadline)
+        //  Past the deadline (at once for timeout 0): take what has
+        //  arrived, without waiting or reconnecting.
+        bool last = deadline >= 0 && now >= deadline;
+        if (last && !self->dealer)
             return s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "no delivery in time");
         //  Silence for several heartbeats means the connection is gone
         //  (the broker restarted, or the network failed): reconnect, and
         //  the new subscription brings everything unacknowledged again.
-        if (now - self->last_in > S_DEAD_HEARTBEATS * heartbeat || !self->dealer) {
+        if (!last && (now - self->last_in > S_DEAD_HEARTBEATS * heartbeat || !self->dealer)) {
             sgmq_error_t connect_error;
             if (s_connect (self, &connect_error)) {
                 s_disconnect (self);
@@ -855,7 +870,7 @@ sgmq_client_recv (sgmq_client_t *self, int timeout, const sgmq_delivery_t **deli
                 continue;
             }
         }
-        if (now - self->last_out >= heartbeat) {
+        if (!last && now - self->last_out >= heartbeat) {
             sgmq_cmd_t ping = { .cmd = SGMQ_CMD_PING, .id = s_new_id (self) };
             s_send (self, &ping, NULL);
         }
@@ -867,6 +882,8 @@ sgmq_client_recv (sgmq_client_t *self, int timeout, const sgmq_delivery_t **deli
         int next = s_next (self, wake, &cmd, &next_error);
         if (next && next_error.code == SGMQ_CLIENT_E_UNREACHABLE)
             s_disconnect (self);        //  reconnect at the top of the loop
+        if (next && last)
+            return s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "no delivery in time");
         if (next == 0) {
             if (cmd->cmd == SGMQ_CMD_ERROR && cmd->u.error.code == SGMQ_E_NOT_AUTHORISED) {
                 s_disconnect (self);
