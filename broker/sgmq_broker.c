@@ -2442,21 +2442,17 @@ s_replay_step (sgmq_broker_t *self, s_session_t *session)
 //  --------------------------------------------------------------------------
 //  Draining the ROUTER
 
+//  Writes wait in self->work and reads in self->reads, both s_work_t.
 static s_work_t *
-s_work_add (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
-            const sgmq_principal_t *principal)
+s_queue_add (s_work_t **list, size_t *capacity, size_t *count, s_session_t *session,
+             const sgmq_cmd_t *cmd, const sgmq_principal_t *principal)
 {
-    if (S_RESERVE (self->work, self->work_capacity, self->work_count + 1))
+    if (S_RESERVE (*list, *capacity, *count + 1))
         return NULL;
-    s_work_t *work = &self->work [self->work_count++];
+    s_work_t *work = &(*list) [(*count)++];
     s_work_init (work, session, cmd, principal);
     return work;
 }
-
-//  Reads wait in their own list; they reuse s_work_t for its fields.
-static s_work_t *
-s_read_add (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
-            const sgmq_principal_t *principal);
 
 static sgmq_proto_frame_t *
 s_frame_slot (sgmq_broker_t *self)
@@ -2559,13 +2555,15 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
             case SGMQ_CMD_PUBLISH:
             case SGMQ_CMD_ACK:
             case SGMQ_CMD_SUBSCRIBE:
-                if (s_work_add (self, session, cmd, principal))
+                if (s_queue_add (&self->work, &self->work_capacity, &self->work_count,
+                                 session, cmd, principal))
                     retained = true;
                 break;
             case SGMQ_CMD_PENDING:
             case SGMQ_CMD_REPLAY:
             case SGMQ_CMD_REPORT:
-                if (s_read_add (self, session, cmd, principal))
+                if (s_queue_add (&self->reads, &self->read_capacity, &self->read_count,
+                                 session, cmd, principal))
                     retained = true;
                 break;
             default:
@@ -2616,17 +2614,6 @@ s_drain (sgmq_broker_t *self)
         zmq_msg_close (&payload);
         zmq_msg_close (&routing);
     }
-}
-
-static s_work_t *
-s_read_add (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
-            const sgmq_principal_t *principal)
-{
-    if (S_RESERVE (self->reads, self->read_capacity, self->read_count + 1))
-        return NULL;
-    s_work_t *work = &self->reads [self->read_count++];
-    s_work_init (work, session, cmd, principal);
-    return work;
 }
 
 static void

@@ -3018,6 +3018,43 @@ s_report (sgmq_store_verify_t *report, const char *format, ...)
     va_end (args);
 }
 
+//  A chain ends where its head record in meta says: its last record is
+//  next - 1 and hashes to prev. Otherwise *bad is the first event in doubt.
+static int
+s_verify_head (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
+               const char *head_name, uint64_t next, const uint8_t *prev,
+               uint64_t *bad, const char *event, const char *chain)
+{
+    uint64_t head, head_time;
+    uint8_t head_hash [S_HASH];
+    int rc = s_head_load (txn, head_name, &head, &head_time, head_hash);
+    if (rc == SGMQ_STORE_E_CORRUPT) {
+        *bad = next;
+        s_report (report, "the %s head record is missing or damaged", chain);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (head > next - 1) {
+        *bad = next;
+        s_report (report, "%s %llu is missing (the head is %llu)", event,
+                  (unsigned long long) next, (unsigned long long) head);
+    }
+    else
+    if (head < next - 1) {
+        *bad = head + 1;
+        s_report (report, "%s %llu lies beyond the recorded head", event,
+                  (unsigned long long) head + 1);
+    }
+    else
+    if (sodium_memcmp (head_hash, prev, S_HASH) != 0) {
+        *bad = head;
+        s_report (report, "%s %llu: hash differs from the recorded %s head",
+                  event, (unsigned long long) head, chain);
+    }
+    return 0;
+}
+
 //  Walk the message chain; sets bad_seq at the first break.
 static int
 s_verify_messages (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
@@ -3089,36 +3126,8 @@ s_verify_messages (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
     *last_good = expect - 1;
     if (report->bad_seq)
         return 0;
-    //  The chain ends where meta says the head is.
-    uint64_t head_seq, head_time;
-    uint8_t head_hash [S_HASH];
-    rc = s_head_load (txn, s_meta_head, &head_seq, &head_time, head_hash);
-    if (rc == SGMQ_STORE_E_CORRUPT) {
-        report->bad_seq = expect;
-        s_report (report, "the chain head record is missing or damaged");
-        return 0;
-    }
-    if (rc)
-        return rc;
-    if (head_seq > expect - 1) {
-        report->bad_seq = expect;
-        s_report (report, "message %llu is missing (the head is %llu)",
-                  (unsigned long long) expect,
-                  (unsigned long long) head_seq);
-    }
-    else
-    if (head_seq < expect - 1) {
-        report->bad_seq = head_seq + 1;
-        s_report (report, "message %llu lies beyond the recorded head",
-                  (unsigned long long) head_seq + 1);
-    }
-    else
-    if (sodium_memcmp (head_hash, prev, S_HASH) != 0) {
-        report->bad_seq = head_seq;
-        s_report (report, "message %llu: hash differs from the recorded "
-                  "chain head", (unsigned long long) head_seq);
-    }
-    return 0;
+    return s_verify_head (txn, report, s_meta_head, expect, prev,
+                          &report->bad_seq, "message", "chain");
 }
 
 static int
@@ -3181,36 +3190,8 @@ s_verify_acks (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
         return rc;
     if (report->bad_ack)
         return 0;
-    uint64_t head_event, head_time;
-    uint8_t head_hash [S_HASH];
-    rc = s_head_load (txn, s_meta_ackhead, &head_event, &head_time,
-                      head_hash);
-    if (rc == SGMQ_STORE_E_CORRUPT) {
-        report->bad_ack = expect;
-        s_report (report, "the ack chain head record is missing or damaged");
-        return 0;
-    }
-    if (rc)
-        return rc;
-    if (head_event > expect - 1) {
-        report->bad_ack = expect;
-        s_report (report, "ack event %llu is missing (the head is %llu)",
-                  (unsigned long long) expect,
-                  (unsigned long long) head_event);
-    }
-    else
-    if (head_event < expect - 1) {
-        report->bad_ack = head_event + 1;
-        s_report (report, "ack event %llu lies beyond the recorded head",
-                  (unsigned long long) head_event + 1);
-    }
-    else
-    if (sodium_memcmp (head_hash, prev, S_HASH) != 0) {
-        report->bad_ack = head_event;
-        s_report (report, "ack event %llu: hash differs from the recorded "
-                  "ack chain head", (unsigned long long) head_event);
-    }
-    return 0;
+    return s_verify_head (txn, report, s_meta_ackhead, expect, prev,
+                          &report->bad_ack, "ack event", "ack chain");
 }
 
 static int

@@ -9,7 +9,7 @@ target_link_libraries(store_bench PRIVATE sgmq_store sgmq_testutil)
 # sgmq-bench: the real broker end to end (publish -> confirm throughput and
 # latency, fan-out, replay, RSS, scaling). See BENCHMARKS.md, "Broker".
 find_package(Threads REQUIRED)
-add_executable(sgmq-bench bench/sgmq_bench.c)
+add_executable(sgmq-bench bench/sgmq_bench.c bench/bench_util.c)
 target_link_libraries(sgmq-bench PRIVATE sgmq_client sgmq_certs Threads::Threads m)
 target_compile_definitions(sgmq-bench PRIVATE
     SGMQ_BROKER_BIN="$<TARGET_FILE:sgmq-broker>" SGMQ_CLI_BIN="$<TARGET_FILE:sgmq>")
@@ -21,7 +21,7 @@ add_dependencies(sgmq-bench sgmq-broker sgmq)
 # reply parser; compare.sh installs it.
 pkg_check_modules(HIREDIS IMPORTED_TARGET hiredis)
 if(HIREDIS_FOUND)
-    add_executable(sgmq-ceilings bench/ceilings.c)
+    add_executable(sgmq-ceilings bench/ceilings.c bench/bench_util.c)
     target_link_libraries(sgmq-ceilings PRIVATE PkgConfig::HIREDIS PkgConfig::LMDB
                           PkgConfig::CZMQ PkgConfig::ZMQ PkgConfig::SODIUM Threads::Threads)
 endif()

@@ -29,6 +29,8 @@
     (compare.sh prints their CPU use).
 */
 #define _GNU_SOURCE
+#include "bench_util.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -53,38 +55,9 @@
 #include <time.h>
 #include <unistd.h>
 
+const char *bench_program = "sgmq-ceilings";
+
 #define WARMUP_NS   1000000000LL
-
-static int64_t
-s_now_ns (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void
-s_sleep_ns (int64_t ns)
-{
-    if (ns <= 0)
-        return;
-    struct timespec ts = { (time_t) (ns / 1000000000), (long) (ns % 1000000000) };
-    while (nanosleep (&ts, &ts) && errno == EINTR)
-        ;
-}
-
-static void
-__attribute__ ((format (printf, 1, 2), noreturn))
-s_die (const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    fprintf (stderr, "sgmq-ceilings: ");
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\n");
-    va_end (args);
-    exit (1);
-}
 
 static double
 s_cpu_self (void)
@@ -130,29 +103,29 @@ s_disk_one (const char *dir, double secs, bool append)
     snprintf (path, sizeof path, "%s/sgmq-ceiling-disk-%d", dir, (int) getpid ());
     int fd = open (path, O_RDWR | O_CREAT | O_TRUNC | (append ? O_APPEND : 0), 0600);
     if (fd < 0)
-        s_die ("%s: %s", path, strerror (errno));
+        bench_die ("%s: %s", path, strerror (errno));
     static uint8_t block [4096];
     randombytes_buf (block, sizeof block);
     size_t blocks = 16384;          //  64 MiB, reused round robin
     if (!append) {
         for (size_t i = 0; i < blocks; i++)
             if (pwrite (fd, block, sizeof block, (off_t) (i * sizeof block)) != sizeof block)
-                s_die ("write: %s", strerror (errno));
+                bench_die ("write: %s", strerror (errno));
         fsync (fd);
     }
     size_t cap = 1 << 20, count = 0;
     int64_t *lat = malloc (sizeof (int64_t) * cap);
-    int64_t t0 = s_now_ns (), end = t0 + (int64_t) (secs * 1e9);
-    while (s_now_ns () < end && count < cap) {
-        int64_t a = s_now_ns ();
+    int64_t t0 = bench_now_ns (), end = t0 + (int64_t) (secs * 1e9);
+    while (bench_now_ns () < end && count < cap) {
+        int64_t a = bench_now_ns ();
         ssize_t done = append ? write (fd, block, sizeof block)
                               : pwrite (fd, block, sizeof block,
                                         (off_t) ((count % blocks) * sizeof block));
         if (done != (ssize_t) sizeof block || fdatasync (fd))
-            s_die ("write: %s", strerror (errno));
-        lat [count++] = s_now_ns () - a;
+            bench_die ("write: %s", strerror (errno));
+        lat [count++] = bench_now_ns () - a;
     }
-    double elapsed = (double) (s_now_ns () - t0) / 1e9;
+    double elapsed = (double) (bench_now_ns () - t0) / 1e9;
     pct_t p = s_pct (lat, count);
     printf ("{\"shape\": \"disk\", \"case\": \"%s\", \"rate\": %.1f, \"p50_ms\": %.4f, "
             "\"p99_ms\": %.4f, \"p999_ms\": %.4f}\n", append ? "append" : "overwrite",
@@ -179,24 +152,24 @@ s_lmdb (const char *parent, size_t puts, double secs)
     char dir [4096];
     snprintf (dir, sizeof dir, "%s/sgmq-ceiling-lmdb-%d", parent, (int) getpid ());
     if (mkdir (dir, 0700))
-        s_die ("%s: %s", dir, strerror (errno));
+        bench_die ("%s: %s", dir, strerror (errno));
     MDB_env *env;
     MDB_dbi dbi;
     MDB_txn *txn;
     mdb_env_create (&env);
     mdb_env_set_mapsize (env, (size_t) 8 << 30);
     if (mdb_env_open (env, dir, 0, 0600))
-        s_die ("mdb_env_open %s", dir);
+        bench_die ("mdb_env_open %s", dir);
     mdb_txn_begin (env, NULL, 0, &txn);
     mdb_dbi_open (txn, NULL, 0, &dbi);
     mdb_txn_commit (txn);
     static uint8_t value [1024];
     randombytes_buf (value, sizeof value);
     uint64_t key_no = 0, commits = 0;
-    int64_t t0 = s_now_ns (), end = t0 + (int64_t) (secs * 1e9);
-    while (s_now_ns () < end) {
+    int64_t t0 = bench_now_ns (), end = t0 + (int64_t) (secs * 1e9);
+    while (bench_now_ns () < end) {
         if (mdb_txn_begin (env, NULL, 0, &txn))
-            s_die ("txn");
+            bench_die ("txn");
         for (size_t i = 0; i < puts; i++) {
             uint8_t key_bytes [8];
             uint64_t k = ++key_no;
@@ -205,14 +178,14 @@ s_lmdb (const char *parent, size_t puts, double secs)
             MDB_val key = { 8, key_bytes }, data = { sizeof value, value };
             int rc = mdb_put (txn, dbi, &key, &data, MDB_APPEND);
             if (rc)
-                s_die ("mdb_put: %s", mdb_strerror (rc));
+                bench_die ("mdb_put: %s", mdb_strerror (rc));
         }
         int rc = mdb_txn_commit (txn);
         if (rc)
-            s_die ("commit: %s", mdb_strerror (rc));
+            bench_die ("commit: %s", mdb_strerror (rc));
         commits++;
     }
-    double elapsed = (double) (s_now_ns () - t0) / 1e9;
+    double elapsed = (double) (bench_now_ns () - t0) / 1e9;
     printf ("{\"shape\": \"lmdb\", \"case\": \"%zu puts/txn\", \"commits\": %.1f, "
             "\"puts\": %.1f}\n", puts, (double) commits / elapsed,
             (double) key_no / elapsed);
@@ -270,7 +243,7 @@ s_curve (size_t size, int window, double secs)
     zsock_set_rcvhwm (echo.router, 0);
     int port = zsock_bind (echo.router, "tcp://127.0.0.1:*");
     if (port < 0)
-        s_die ("bind");
+        bench_die ("bind");
     pthread_t thread;
     pthread_create (&thread, NULL, s_echo_thread, &echo);
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
@@ -290,17 +263,17 @@ s_curve (size_t size, int window, double secs)
     for (int i = 0; i < window; i++)
         zmq_send (handle, payload, size, 0);
     uint64_t done = 0, counted_from = 0;
-    int64_t t0 = s_now_ns (), measure = t0 + WARMUP_NS, end = measure + (int64_t) (secs * 1e9);
+    int64_t t0 = bench_now_ns (), measure = t0 + WARMUP_NS, end = measure + (int64_t) (secs * 1e9);
     double cpu0 = 0;
     bool measuring = false;
     int64_t now = t0;
     while (now < end) {
         if (zmq_msg_recv (&msg, handle, 0) < 0)
-            s_die ("recv");
+            bench_die ("recv");
         done++;
         zmq_send (handle, payload, size, 0);
         if ((done & 255) == 0) {
-            now = s_now_ns ();
+            now = bench_now_ns ();
             if (!measuring && now >= measure) {
                 measuring = true;
                 counted_from = done;
@@ -343,7 +316,7 @@ s_conn (int port)
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) port),
                                 .sin_addr.s_addr = htonl (0x7f000001) };
     if (connect (c->fd, (struct sockaddr *) &addr, sizeof addr))
-        s_die ("connect 127.0.0.1:%d: %s", port, strerror (errno));
+        bench_die ("connect 127.0.0.1:%d: %s", port, strerror (errno));
     int one = 1;
     setsockopt (c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->out_cap = c->in_cap = 1 << 20;
@@ -385,7 +358,7 @@ s_conn_flush (conn_t *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            s_die ("write: %s", strerror (errno));
+            bench_die ("write: %s", strerror (errno));
         done += (size_t) n;
     }
     c->out_len = 0;
@@ -410,7 +383,7 @@ s_conn_fill (conn_t *c)
         n = read (c->fd, c->in + c->in_len, c->in_cap - c->in_len);
     while (n < 0 && errno == EINTR);
     if (n <= 0)
-        s_die ("read: %s", n == 0 ? "connection closed" : strerror (errno));
+        bench_die ("read: %s", n == 0 ? "connection closed" : strerror (errno));
     c->in_len += (size_t) n;
 }
 
@@ -458,11 +431,11 @@ s_redis_reply (redis_t *r, bool block)
     while (true) {
         void *reply = NULL;
         if (redisReaderGetReply (r->reader, &reply) != REDIS_OK)
-            s_die ("redis: protocol error");
+            bench_die ("redis: protocol error");
         if (reply) {
             redisReply *rr = reply;
             if (rr->type == REDIS_REPLY_ERROR)
-                s_die ("redis: %s", rr->str);
+                bench_die ("redis: %s", rr->str);
             return rr;
         }
         if (!block && !s_conn_readable (r->conn, 0))
@@ -470,7 +443,7 @@ s_redis_reply (redis_t *r, bool block)
         char chunk [65536];
         ssize_t n = read (r->conn->fd, chunk, sizeof chunk);
         if (n <= 0)
-            s_die ("redis: read: %s", n == 0 ? "closed" : strerror (errno));
+            bench_die ("redis: read: %s", n == 0 ? "closed" : strerror (errno));
         redisReaderFeed (r->reader, chunk, (size_t) n);
     }
 }
@@ -543,13 +516,13 @@ s_rate_run (void *(*fn) (void *), void *args, size_t arg_size, int conns,
     pthread_t threads [64];
     for (int i = 0; i < conns; i++)
         pthread_create (&threads [i], NULL, fn, (char *) args + (size_t) i * arg_size);
-    s_sleep_ns (WARMUP_NS);
+    bench_sleep_ns (WARMUP_NS);
     uint64_t a0 = atomic_load (acked);
     double c0 = s_cpu_self ();
-    int64_t t0 = s_now_ns ();
-    s_sleep_ns ((int64_t) (secs * 1e9));
+    int64_t t0 = bench_now_ns ();
+    bench_sleep_ns ((int64_t) (secs * 1e9));
     uint64_t a1 = atomic_load (acked);
-    int64_t t1 = s_now_ns ();
+    int64_t t1 = bench_now_ns ();
     *cpu = (s_cpu_self () - c0) / ((double) (t1 - t0) / 1e9);
     atomic_store (stop, 1);
     for (int i = 0; i < conns; i++)
@@ -588,12 +561,12 @@ s_redis_lat (int port, size_t size, double rate, double secs)
     uint64_t warm = (uint64_t) rate, total = warm + (uint64_t) (rate * secs);
     int64_t *sched = malloc (sizeof (int64_t) * total);
     int64_t *lat = malloc (sizeof (int64_t) * total);
-    int64_t start = s_now_ns () + 10000000;
+    int64_t start = bench_now_ns () + 10000000;
     for (uint64_t i = 0; i < total; i++)
         sched [i] = start + (int64_t) ((double) i * 1e9 / rate);
     uint64_t next = 0, answered = 0, count = 0;
     while (answered < total) {
-        int64_t now = s_now_ns ();
+        int64_t now = bench_now_ns ();
         while (next < total && sched [next] <= now) {
             s_xadd (r, key, size);
             next++;
@@ -602,12 +575,12 @@ s_redis_lat (int port, size_t size, double rate, double secs)
         redisReply *reply;
         while ((reply = s_redis_reply (r, false))) {
             freeReplyObject (reply);
-            int64_t at = s_now_ns ();
+            int64_t at = bench_now_ns ();
             if (answered >= warm)
                 lat [count++] = at - sched [answered];
             answered++;
         }
-        int64_t wait = next < total ? sched [next] - s_now_ns () : 5000000;
+        int64_t wait = next < total ? sched [next] - bench_now_ns () : 5000000;
         if (wait > 0)
             s_conn_readable (r->conn, wait);
     }
@@ -695,13 +668,13 @@ s_redis_fanout (int port, size_t size, int members, double secs)
                    .acked = &published };
     snprintf (pub.key, sizeof pub.key, "%s", key);
     pthread_create (&pub_thread, NULL, s_redis_pub_thread, &pub);
-    s_sleep_ns (WARMUP_NS);
+    bench_sleep_ns (WARMUP_NS);
     uint64_t a0 = atomic_load (&acked), p0 = atomic_load (&published);
     double c0 = s_cpu_self ();
-    int64_t t0 = s_now_ns ();
-    s_sleep_ns ((int64_t) (secs * 1e9));
+    int64_t t0 = bench_now_ns ();
+    bench_sleep_ns ((int64_t) (secs * 1e9));
     uint64_t a1 = atomic_load (&acked), p1 = atomic_load (&published);
-    int64_t t1 = s_now_ns ();
+    int64_t t1 = bench_now_ns ();
     double elapsed = (double) (t1 - t0) / 1e9;
     double cpu = (s_cpu_self () - c0) / elapsed;
     atomic_store (&pub_stop, 1);
@@ -728,13 +701,13 @@ s_redis_replay (int port, size_t size, uint64_t count)
     rpub_t pub = { .port = port, .size = size, .window = 1000, .stop = &stop,
                    .acked = &acked, .limit = count };
     snprintf (pub.key, sizeof pub.key, "%s", key);
-    int64_t t0 = s_now_ns ();
+    int64_t t0 = bench_now_ns ();
     s_redis_pub_thread (&pub);
-    double load = (double) count / ((double) (s_now_ns () - t0) / 1e9);
+    double load = (double) count / ((double) (bench_now_ns () - t0) / 1e9);
     redis_t *r = s_redis (port);
     char from [64] = "-";
     uint64_t got = 0;
-    t0 = s_now_ns ();
+    t0 = bench_now_ns ();
     while (true) {
         const char *argv [] = { "XRANGE", key, from, "+", "COUNT", "1000" };
         s_redis_cmd (r, 6, argv, NULL);
@@ -748,7 +721,7 @@ s_redis_replay (int port, size_t size, uint64_t count)
         if (n < 1000)
             break;
     }
-    double rate = (double) got / ((double) (s_now_ns () - t0) / 1e9);
+    double rate = (double) got / ((double) (bench_now_ns () - t0) / 1e9);
     printf ("{\"shape\": \"replay\", \"peer\": \"redis\", \"size\": %zu, \"case\": "
             "\"%llu msgs, XRANGE COUNT 1000, not verified\", \"rate\": %.1f, "
             "\"load\": %.1f}\n", size, (unsigned long long) got, rate, load);
@@ -806,7 +779,7 @@ s_nats_next (nats_t *n, nats_msg_t *msg, bool block)
                 }
                 else
                 if (line_len >= 4 && strncmp (start, "-ERR", 4) == 0)
-                    s_die ("nats: %.*s", (int) line_len, start);
+                    bench_die ("nats: %.*s", (int) line_len, start);
                 c->in_pos += line_len + 2;
                 msg->subject [0] = 0;
                 msg->payload = start;
@@ -850,7 +823,7 @@ s_nats_api (nats_t *n, const char *subject, const char *json)
         if (msg.subject [0])
             break;
     if (memmem (msg.payload, msg.size, "\"error\"", 7))
-        s_die ("nats: %s: %.*s", subject, (int) msg.size, msg.payload);
+        bench_die ("nats: %s: %.*s", subject, (int) msg.size, msg.payload);
 }
 
 static void
@@ -887,7 +860,7 @@ s_nats_ack (nats_t *n, const nats_msg_t *msg)
     if (!msg->subject [0] || strncmp (msg->subject, n->inbox, prefix) != 0)
         return -1;
     if (memmem (msg->payload, msg->size, "\"error\"", 7))
-        s_die ("nats: publish refused: %.*s", (int) msg->size, msg->payload);
+        bench_die ("nats: publish refused: %.*s", (int) msg->size, msg->payload);
     return (int64_t) strtoull (msg->subject + prefix + 1, NULL, 10);
 }
 
@@ -927,9 +900,9 @@ s_nats_pub_thread (void *arg)
         atomic_fetch_add (p->acked, (uint64_t) got);
     }
     //  Drain (bounded).
-    int64_t deadline = s_now_ns () + 10000000000LL;
+    int64_t deadline = bench_now_ns () + 10000000000LL;
     nats_msg_t msg;
-    while (in_flight > 0 && s_now_ns () < deadline)
+    while (in_flight > 0 && bench_now_ns () < deadline)
         if (s_conn_readable (n->conn, 100000000) && s_nats_next (n, &msg, true)
         &&  s_nats_ack (n, &msg) >= 0)
             in_flight--;
@@ -973,13 +946,13 @@ s_nats_lat (int port, size_t size, double rate, double secs)
     uint64_t warm = (uint64_t) rate, total = warm + (uint64_t) (rate * secs);
     int64_t *sched = malloc (sizeof (int64_t) * total);
     int64_t *lat = malloc (sizeof (int64_t) * total);
-    int64_t start = s_now_ns () + 10000000;
+    int64_t start = bench_now_ns () + 10000000;
     for (uint64_t i = 0; i < total; i++)
         sched [i] = start + (int64_t) ((double) i * 1e9 / rate);
     uint64_t next = 0, answered = 0, count = 0;
     int64_t give_up = sched [total - 1] + 30000000000LL;
-    while (answered < total && s_now_ns () < give_up) {
-        int64_t now = s_now_ns ();
+    while (answered < total && bench_now_ns () < give_up) {
+        int64_t now = bench_now_ns ();
         while (next < total && sched [next] <= now)
             s_nats_pub1 (n, next++, size);
         s_conn_flush (n->conn);
@@ -988,12 +961,12 @@ s_nats_lat (int port, size_t size, double rate, double secs)
             int64_t index = s_nats_ack (n, &msg);
             if (index < 0)
                 continue;
-            int64_t at = s_now_ns ();
+            int64_t at = bench_now_ns ();
             if ((uint64_t) index >= warm && (uint64_t) index < total)
                 lat [count++] = at - sched [index];
             answered++;
         }
-        int64_t wait = next < total ? sched [next] - s_now_ns () : 5000000;
+        int64_t wait = next < total ? sched [next] - bench_now_ns () : 5000000;
         if (wait > 0)
             s_conn_readable (n->conn, wait);
     }

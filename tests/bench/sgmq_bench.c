@@ -38,6 +38,8 @@
 #include "sgmq_keyfile.h"
 #include "sgmq_proto.h"
 
+#include "bench_util.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +67,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+const char *bench_program = "sgmq-bench";
 
 extern char **environ;
 
@@ -119,41 +123,10 @@ static const char *s_perf_dir;
 //  --------------------------------------------------------------------------
 //  Small things
 
-static int64_t
-s_now_ns (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static double
 s_secs (int64_t ns)
 {
     return (double) ns / 1e9;
-}
-
-static void
-s_sleep_ns (int64_t ns)
-{
-    if (ns <= 0)
-        return;
-    struct timespec ts = { (time_t) (ns / 1000000000), (long) (ns % 1000000000) };
-    while (nanosleep (&ts, &ts) && errno == EINTR)
-        ;
-}
-
-static void
-__attribute__ ((format (printf, 1, 2), noreturn))
-s_die (const char *format, ...)
-{
-    va_list args;
-    va_start (args, format);
-    fprintf (stderr, "sgmq-bench: ");
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\n");
-    va_end (args);
-    exit (1);
 }
 
 static void
@@ -245,7 +218,7 @@ s_result (const char *shape, size_t size, const char *param, const char *metric,
             return r;
     }
     if (s_result_count == MAX_RESULTS)
-        s_die ("too many results");
+        bench_die ("too many results");
     result_t *r = &s_results [s_result_count++];
     memset (r, 0, sizeof *r);
     snprintf (r->shape, sizeof r->shape, "%s", shape);
@@ -398,66 +371,17 @@ s_run (const char *const *argv, int timeout_ms)
     posix_spawn_file_actions_destroy (&actions);
     if (rc)
         return -1;
-    int64_t deadline = s_now_ns () + (int64_t) timeout_ms * 1000000;
+    int64_t deadline = bench_now_ns () + (int64_t) timeout_ms * 1000000;
     int status = 0;
     while (waitpid (pid, &status, WNOHANG) == 0) {
-        if (s_now_ns () > deadline) {
+        if (bench_now_ns () > deadline) {
             kill (pid, SIGKILL);
             waitpid (pid, &status, 0);
             return -1;
         }
-        s_sleep_ns (2000000);
+        bench_sleep_ns (2000000);
     }
     return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
-}
-
-//  Replace or add "section/option" in the config text.
-static void __attribute__ ((unused))
-s_config_set (dep_t *dep, const char *path, const char *value)
-{
-    char *text = s_read_text (dep->config);
-    if (!text)
-        s_die ("cannot read %s", dep->config);
-    const char *slash = strchr (path, '/');
-    size_t section_len = (size_t) (slash - path);
-    const char *option = slash + 1;
-    size_t option_len = strlen (option);
-    char *result = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream (&result, &size);
-    bool in_section = false, done = false;
-    char *cursor = text;
-    while (*cursor) {
-        char *eol = strchr (cursor, '\n');
-        size_t len = eol ? (size_t) (eol - cursor) : strlen (cursor);
-        bool top = len && cursor [0] != ' ' && cursor [0] != '#';
-        if (in_section && top && !done) {
-            fprintf (out, "    %s = \"%s\"\n", option, value);
-            done = true;
-        }
-        if (top)
-            in_section = len == section_len && strncmp (cursor, path, section_len) == 0;
-        bool match = in_section && !done && len > 4 + option_len
-                  && strncmp (cursor, "    ", 4) == 0
-                  && strncmp (cursor + 4, option, option_len) == 0
-                  && (cursor [4 + option_len] == ' ' || cursor [4 + option_len] == '=');
-        if (match) {
-            fprintf (out, "    %s = \"%s\"\n", option, value);
-            done = true;
-        }
-        else
-            fprintf (out, "%.*s\n", (int) len, cursor);
-        cursor += len + (eol ? 1 : 0);
-    }
-    if (!done)
-        fprintf (out, "%.*s\n    %s = \"%s\"\n", (int) section_len, path, option, value);
-    fclose (out);
-    FILE *file = fopen (dep->config, "w");
-    if (!file || fwrite (result, 1, size, file) != size)
-        s_die ("cannot write %s", dep->config);
-    fclose (file);
-    free (result);
-    free (text);
 }
 
 static dep_t *
@@ -467,26 +391,26 @@ s_dep_new (const char *tag)
     dep->pidfd = -1;
     snprintf (dep->root, sizeof dep->root, "%s/sgmq-bench-%s-XXXXXX", opt.tmp, tag);
     if (!mkdtemp (dep->root))
-        s_die ("cannot make a folder under %s: %s", opt.tmp, strerror (errno));
+        bench_die ("cannot make a folder under %s: %s", opt.tmp, strerror (errno));
     snprintf (dep->dir, sizeof dep->dir, "%s/deploy", dep->root);
     const char *argv [] = { s_cli_bin, "init", dep->dir, "--endpoint",
                             "tcp://127.0.0.1:*", NULL };
     if (s_run (argv, 30000) != 0)
-        s_die ("sgmq init %s failed", dep->dir);
+        bench_die ("sgmq init %s failed", dep->dir);
     snprintf (dep->config, sizeof dep->config, "%s/sgmq.cfg", dep->dir);
     snprintf (dep->server_cert, sizeof dep->server_cert, "%s/broker.cert", dep->dir);
     snprintf (dep->log, sizeof dep->log, "%s/broker.log", dep->root);
     char error [SGMQ_CERT_ERROR_SIZE];
     sgmq_cert_t *server = sgmq_cert_load (dep->server_cert, error);
     if (!server)
-        s_die ("%s", error);
+        bench_die ("%s", error);
     memcpy (dep->server_key, sgmq_cert_public_key (server), 32);
     sgmq_cert_destroy (&server);
     char pub [PATH_MAX + 16];
     snprintf (pub, sizeof pub, "%s/signing.pub", dep->dir);
     char kerror [512];
     if (sgmq_keyfile_read_signing_public (pub, dep->signing_pk, kerror))
-        s_die ("%s", kerror);
+        bench_die ("%s", kerror);
     return dep;
 }
 
@@ -507,7 +431,7 @@ s_principal (dep_t *dep, const char *file, const char *name, const char *roles,
     ||  (groups && sgmq_cert_set_meta (cert, "groups", groups, error))
     ||  sgmq_cert_save (cert, path, error)
     ||  sgmq_cert_save_public (cert, admitted, true, error))
-        s_die ("principal %s: %s", name, error);
+        bench_die ("principal %s: %s", name, error);
     sgmq_cert_destroy (&cert);
     char *secret = malloc (strlen (path) + 8);
     sprintf (secret, "%s_secret", path);
@@ -519,7 +443,7 @@ s_dep_start (dep_t *dep)
 {
     int out_pipe [2];
     if (pipe2 (out_pipe, O_CLOEXEC))
-        s_die ("pipe: %s", strerror (errno));
+        bench_die ("pipe: %s", strerror (errno));
     int log_fd = open (dep->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init (&actions);
@@ -527,21 +451,21 @@ s_dep_start (dep_t *dep)
     posix_spawn_file_actions_adddup2 (&actions, out_pipe [1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2 (&actions, log_fd, STDERR_FILENO);
     const char *argv [] = { s_broker_bin, "--config", dep->config, NULL };
-    int64_t started = s_now_ns ();
+    int64_t started = bench_now_ns ();
     pid_t pid;
     int rc = posix_spawn (&pid, argv [0], &actions, NULL, (char *const *) argv, environ);
     posix_spawn_file_actions_destroy (&actions);
     close (out_pipe [1]);
     close (log_fd);
     if (rc)
-        s_die ("cannot start %s: %s", s_broker_bin, strerror (rc));
+        bench_die ("cannot start %s: %s", s_broker_bin, strerror (rc));
     dep->pid = pid;
     dep->pidfd = (int) syscall (SYS_pidfd_open, pid, 0);
     char line [512] = "";
     size_t used = 0;
     int64_t deadline = started + 300LL * 1000000000;
     while (!strchr (line, '\n')) {
-        int64_t left = (deadline - s_now_ns ()) / 1000000;
+        int64_t left = (deadline - bench_now_ns ()) / 1000000;
         struct pollfd fd = { out_pipe [0], POLLIN, 0 };
         if (left <= 0)
             break;
@@ -553,12 +477,12 @@ s_dep_start (dep_t *dep)
         used += (size_t) got;
         line [used] = 0;
     }
-    dep->start_ms = (double) (s_now_ns () - started) / 1e6;
+    dep->start_ms = (double) (bench_now_ns () - started) / 1e6;
     close (out_pipe [0]);
     char *at = strstr (line, "ready on ");
     if (!at) {
         char *log = s_read_text (dep->log);
-        s_die ("the broker did not start; its log:\n%s", log ? log : "");
+        bench_die ("the broker did not start; its log:\n%s", log ? log : "");
     }
     at += 9;
     at [strcspn (at, "\n")] = 0;
@@ -667,7 +591,7 @@ s_perf_start (dep_t *dep, const char *label)
     if (posix_spawn (&dep->perf_pid, argv [0], &actions, NULL, (char *const *) argv, environ))
         dep->perf_pid = 0;
     posix_spawn_file_actions_destroy (&actions);
-    s_sleep_ns (200000000);     //  let it attach
+    bench_sleep_ns (200000000);     //  let it attach
 }
 
 static void
@@ -719,14 +643,14 @@ s_body_make (body_t *b, size_t size)
             sgmq_proto_error_t error;
             uint8_t *bytes = sgmq_proto_encode_body (&b->body, &got, &error);
             if (!bytes)
-                s_die ("body: %s", error.reason);
+                bench_die ("body: %s", error.reason);
             free (bytes);
             if (got == size)
                 return;
             len += (long) size - (long) got;
         }
     }
-    s_die ("no escalation body of exactly %zu bytes", size);
+    bench_die ("no escalation body of exactly %zu bytes", size);
 }
 
 //  --------------------------------------------------------------------------
@@ -742,7 +666,7 @@ s_client (dep_t *dep, const char *cert)
     sgmq_error_t error;
     sgmq_client_t *client = sgmq_client_new (&options, &error);
     if (!client)
-        s_die ("cannot connect with %s: %d %s", cert, error.code, error.reason);
+        bench_die ("cannot connect with %s: %d %s", cert, error.code, error.reason);
     return client;
 }
 
@@ -772,7 +696,7 @@ s_pub_thread (void *arg)
     sgmq_client_t *client = s_client (p->dep, p->cert);
     atomic_store (&p->ready, 1);
     while (atomic_load (p->phase) == PH_SETUP)
-        s_sleep_ns (1000000);
+        bench_sleep_ns (1000000);
     sgmq_error_t error;
     char ref [64];
     while (atomic_load (p->phase) == PH_RUN) {
@@ -780,7 +704,7 @@ s_pub_thread (void *arg)
                && (!p->limit || p->sent < p->limit)) {
             snprintf (ref, sizeof ref, "%s%012llu", p->prefix, (unsigned long long) p->sent);
             if (sgmq_client_publish_send (client, ref, &body->body, &error))
-                s_die ("publish: %s", error.reason);
+                bench_die ("publish: %s", error.reason);
             p->sent++;
             //  --flush N: send the queued publishes every N (libsgmq sends
             //  a frame when it is full or at _publish_wait), and take the
@@ -808,7 +732,7 @@ s_pub_thread (void *arg)
             got++;
         }
         if (!got)
-            s_die ("no confirm within 30 s: %d %s", error.code, error.reason);
+            bench_die ("no confirm within 30 s: %d %s", error.code, error.reason);
     }
     //  Collect what is still in flight.
     sgmq_confirm_t confirm;
@@ -856,7 +780,7 @@ s_member_send (member_t *m)
     zmq_send (zsock_resolve (m->sock), sgmq_proto_writer_data (m->out),
               sgmq_proto_writer_size (m->out), 0);
     sgmq_proto_writer_reset (m->out);
-    m->last_ping = s_now_ns ();
+    m->last_ping = bench_now_ns ();
 }
 
 static void
@@ -870,15 +794,15 @@ s_member_add (member_t *m, sgmq_cmd_t *cmd)
         rc = sgmq_proto_write (m->out, cmd, &error);
     }
     if (rc)
-        s_die ("member: cannot encode: %s", error.reason);
+        bench_die ("member: cannot encode: %s", error.reason);
 }
 
 //  Wait for one answer of type `want` (reading and dropping others).
 static void
 s_member_expect (member_t *m, sgmq_cmd_id_t want)
 {
-    int64_t deadline = s_now_ns () + 60LL * 1000000000;
-    while (s_now_ns () < deadline) {
+    int64_t deadline = bench_now_ns () + 60LL * 1000000000;
+    while (bench_now_ns () < deadline) {
         zmq_pollitem_t item = { zsock_resolve (m->sock), 0, ZMQ_POLLIN, 0 };
         if (zmq_poll (&item, 1, 1000) <= 0)
             continue;
@@ -898,10 +822,10 @@ s_member_expect (member_t *m, sgmq_cmd_id_t want)
             if (cmd && cmd->cmd == want)
                 return;
             if (cmd && cmd->cmd == SGMQ_CMD_ERROR)
-                s_die ("member: refused: %u %s", cmd->u.error.code, cmd->u.error.reason);
+                bench_die ("member: refused: %u %s", cmd->u.error.code, cmd->u.error.reason);
         }
     }
-    s_die ("member: no %s within 60 s", sgmq_proto_cmd_name (want));
+    bench_die ("member: no %s within 60 s", sgmq_proto_cmd_name (want));
 }
 
 static void
@@ -910,17 +834,17 @@ s_member_connect (member_t *m, dep_t *dep, const char *cert_path, uint32_t windo
     char error [SGMQ_CERT_ERROR_SIZE];
     sgmq_cert_t *cert = sgmq_cert_load (cert_path, error);
     if (!cert)
-        s_die ("%s", error);
+        bench_die ("%s", error);
     m->sock = zsock_new (ZMQ_DEALER);
     m->out = sgmq_proto_writer_new ();
     m->frame = sgmq_proto_frame_new ();
     if (!m->sock || sgmq_cert_apply_client (cert, zsock_resolve (m->sock), dep->server_key))
-        s_die ("member: cannot make a CURVE socket");
+        bench_die ("member: cannot make a CURVE socket");
     sgmq_cert_destroy (&cert);
     zsock_set_rcvhwm (m->sock, 0);
     zsock_set_sndhwm (m->sock, 0);
     if (zsock_connect (m->sock, "%s", dep->endpoint))
-        s_die ("member: cannot connect to %s", dep->endpoint);
+        bench_die ("member: cannot connect to %s", dep->endpoint);
     sgmq_cmd_t hello = { .cmd = SGMQ_CMD_HELLO };
     hello.u.hello.client = "sgmq-bench-member";
     s_member_add (m, &hello);
@@ -1010,7 +934,7 @@ s_members_thread (void *arg)
                     s_member_read (set, &set->members [index [k]]);
         //  Keep every session alive (the stalled one too: it sends, it
         //  just never reads).
-        int64_t now = s_now_ns ();
+        int64_t now = bench_now_ns ();
         for (int i = 0; i < n; i++) {
             member_t *m = &set->members [i];
             if (now - m->last_ping > 3LL * 1000000000) {
@@ -1059,7 +983,7 @@ s_members_start (members_t *set)
     atomic_store (&set->stop, 0);
     pthread_create (&set->thread, NULL, s_members_thread, set);
     while (!atomic_load (&set->ready))
-        s_sleep_ns (1000000);
+        bench_sleep_ns (1000000);
 }
 
 static void
@@ -1164,19 +1088,19 @@ s_throughput_run (setup_t *s, int publishers, uint32_t window, size_t size,
     }
     for (int i = 0; i < publishers; i++)
         while (!atomic_load (&pubs [i].ready))
-            s_sleep_ns (1000000);
+            bench_sleep_ns (1000000);
     atomic_store (&phase, PH_RUN);
-    s_sleep_ns ((int64_t) (opt.warmup * 1e9));
+    bench_sleep_ns ((int64_t) (opt.warmup * 1e9));
     if (perf_label)
         s_perf_start (s->dep, perf_label);
     uint64_t c0 = atomic_load (&confirms);
     uint64_t a0 = members ? atomic_load (&members->acked) : 0;
     double cpu0 = s_proc_cpu (s->dep->pid), self0 = s_self_cpu ();
-    int64_t t0 = s_now_ns ();
-    s_sleep_ns ((int64_t) (opt.duration * 1e9));
+    int64_t t0 = bench_now_ns ();
+    bench_sleep_ns ((int64_t) (opt.duration * 1e9));
     uint64_t c1 = atomic_load (&confirms);
     uint64_t a1 = members ? atomic_load (&members->acked) : 0;
-    int64_t t1 = s_now_ns ();
+    int64_t t1 = bench_now_ns ();
     double cpu1 = s_proc_cpu (s->dep->pid), self1 = s_self_cpu ();
     s_perf_stop (s->dep);
     atomic_store (&phase, PH_STOP);
@@ -1227,7 +1151,7 @@ s_latency_run (setup_t *s, double rate, size_t size, const char *perf_label)
     uint64_t warm = (uint64_t) (rate * opt.warmup);
     uint64_t total = warm + (uint64_t) (rate * opt.duration);
     if (total < 1 || warm >= total)
-        s_die ("latency: the duration holds no message at %.0f/s", rate);
+        bench_die ("latency: the duration holds no message at %.0f/s", rate);
     int64_t *sched = malloc (sizeof (int64_t) * total);
     int64_t *lat = malloc (sizeof (int64_t) * total);
     uint64_t lat_count = 0, confirmed = 0;
@@ -1236,7 +1160,7 @@ s_latency_run (setup_t *s, double rate, size_t size, const char *perf_label)
     if (perf_label)
         s_perf_start (s->dep, perf_label);
     double interval = 1e9 / rate;
-    int64_t start = s_now_ns () + 10000000;
+    int64_t start = bench_now_ns () + 10000000;
     for (uint64_t i = 0; i < total; i++)
         sched [i] = start + (int64_t) ((double) i * interval);
     char prefix [24];
@@ -1249,8 +1173,8 @@ s_latency_run (setup_t *s, double rate, size_t size, const char *perf_label)
     int64_t last_confirm = 0, first_measured = sched [warm < total ? warm : 0];
     bool perf_on = false;
     int64_t give_up = sched [total - 1] + 30LL * 1000000000;
-    while (confirmed < total && s_now_ns () < give_up) {
-        int64_t now = s_now_ns ();
+    while (confirmed < total && bench_now_ns () < give_up) {
+        int64_t now = bench_now_ns ();
         if (!perf_on && next >= warm) {
             perf_on = true;
             cpu0 = s_proc_cpu (s->dep->pid);
@@ -1260,7 +1184,7 @@ s_latency_run (setup_t *s, double rate, size_t size, const char *perf_label)
             char ref [64];
             snprintf (ref, sizeof ref, "%s%llu", prefix, (unsigned long long) next);
             if (sgmq_client_publish_send (client, ref, &body->body, &error))
-                s_die ("publish: %s", error.reason);
+                bench_die ("publish: %s", error.reason);
             next++;
             sent = true;
         }
@@ -1277,7 +1201,7 @@ s_latency_run (setup_t *s, double rate, size_t size, const char *perf_label)
                 continue;
             }
             timeout = 0;
-            int64_t at = s_now_ns ();
+            int64_t at = bench_now_ns ();
             confirmed++;
             if (error.code) {
                 s_note ("refused: %d %s\n", error.code, error.reason);
@@ -1292,8 +1216,8 @@ s_latency_run (setup_t *s, double rate, size_t size, const char *perf_label)
         (void) sent;
         //  Sleep until the next send or the socket wakes us.
         if (confirmed < total) {
-            int64_t wake = next < total ? sched [next] : s_now_ns () + 5000000;
-            int64_t left = wake - s_now_ns ();
+            int64_t wake = next < total ? sched [next] : bench_now_ns () + 5000000;
+            int64_t left = wake - bench_now_ns ();
             if (left > 0 && !(zsock_events (sock) & ZMQ_POLLIN)) {
                 struct timespec ts = { (time_t) (left / 1000000000), (long) (left % 1000000000) };
                 struct pollfd p = { fd, POLLIN, 0 };
@@ -1306,7 +1230,7 @@ s_latency_run (setup_t *s, double rate, size_t size, const char *perf_label)
     lat_t out = { 0 };
     out.offered = rate;
     out.lost = total - confirmed;
-    double measured_secs = s_secs ((last_confirm ? last_confirm : s_now_ns ()) - first_measured);
+    double measured_secs = s_secs ((last_confirm ? last_confirm : bench_now_ns ()) - first_measured);
     out.achieved = measured_secs > 0 ? (double) lat_count / measured_secs : 0;
     out.broker_cpu = measured_secs > 0 ? (cpu1 - cpu0) / measured_secs : 0;
     if (lat_count) {
@@ -1364,20 +1288,20 @@ s_load (setup_t *s, uint64_t count, size_t size)
     }
     for (int i = 0; i < publishers; i++)
         while (!atomic_load (&pubs [i].ready))
-            s_sleep_ns (1000000);
-    int64_t t0 = s_now_ns ();
+            bench_sleep_ns (1000000);
+    int64_t t0 = bench_now_ns ();
     atomic_store (&phase, PH_RUN);
     int64_t last_note = t0;
     while (atomic_load (&confirms) < count) {
-        s_sleep_ns (50000000);
-        if (s_now_ns () - last_note > 30LL * 1000000000) {
-            last_note = s_now_ns ();
+        bench_sleep_ns (50000000);
+        if (bench_now_ns () - last_note > 30LL * 1000000000) {
+            last_note = bench_now_ns ();
             uint64_t done = atomic_load (&confirms);
             s_note ("    loading: %llu of %llu (%.0f/s)\n", (unsigned long long) done,
                     (unsigned long long) count, (double) done / s_secs (last_note - t0));
         }
     }
-    int64_t t1 = s_now_ns ();
+    int64_t t1 = bench_now_ns ();
     atomic_store (&phase, PH_STOP);
     for (int i = 0; i < publishers; i++)
         pthread_join (threads [i], NULL);
@@ -1444,16 +1368,16 @@ s_shape_rtt (size_t size)
         int64_t *lat = malloc (sizeof (int64_t) * count);
         sgmq_confirm_t confirm;
         sgmq_error_t error;
-        int64_t t0 = s_now_ns ();
+        int64_t t0 = bench_now_ns ();
         for (size_t i = 0; i < count; i++) {
             char ref [32];
             snprintf (ref, sizeof ref, "rtt.%zu", i);
-            int64_t a = s_now_ns ();
+            int64_t a = bench_now_ns ();
             if (sgmq_client_publish (client, ref, &body->body, &confirm, &error))
-                s_die ("publish: %s", error.reason);
-            lat [i] = s_now_ns () - a;
+                bench_die ("publish: %s", error.reason);
+            lat [i] = bench_now_ns () - a;
         }
-        double secs = s_secs (s_now_ns () - t0);
+        double secs = s_secs (bench_now_ns () - t0);
         qsort (lat, count, sizeof lat [0], s_cmp_i64);
         s_record ("rtt", size, "1 publish at a time", "p50", "ms", (double) lat [count / 2] / 1e6);
         s_record ("rtt", size, "1 publish at a time", "p99", "ms",
@@ -1493,21 +1417,21 @@ s_replay_run (setup_t *s, uint64_t from, uint64_t expect, bool verify)
 {
     sgmq_client_t *client = s_client (s->dep, s->auditor);
     sgmq_error_t error;
-    int64_t t0 = s_now_ns ();
+    int64_t t0 = bench_now_ns ();
     uint64_t count = 0;
     if (verify) {
         sgmq_verify_t report;
         if (sgmq_client_verify (client, s->dep->signing_pk, &report, NULL, NULL, &error))
-            s_die ("verify: %d %s", error.code, error.reason);
+            bench_die ("verify: %d %s", error.code, error.reason);
         if (!report.intact)
-            s_die ("verify: chain NOT intact: %s", report.reason);
+            bench_die ("verify: chain NOT intact: %s", report.reason);
         count = report.count;
     }
     else {
         sgmq_replay_query_t query = { .from = from };
         sgmq_replay_t *replay = sgmq_client_replay (client, &query, &error);
         if (!replay)
-            s_die ("replay: %s", error.reason);
+            bench_die ("replay: %s", error.reason);
         const sgmq_replay_item_t *item;
         int rc;
         uint8_t prev [32], hash [32];
@@ -1515,22 +1439,22 @@ s_replay_run (setup_t *s, uint64_t from, uint64_t expect, bool verify)
         while ((rc = sgmq_replay_next (replay, &item, &error)) == 1) {
             //  Check each link (the first item's predecessor is not here).
             if (!first && memcmp (item->prev, prev, 32))
-                s_die ("replay: chain broken at %llu", (unsigned long long) item->seq);
+                bench_die ("replay: chain broken at %llu", (unsigned long long) item->seq);
             sgmq_chain_hash (item->prev, item, hash);
             if (memcmp (hash, item->hash, 32))
-                s_die ("replay: hash mismatch at %llu", (unsigned long long) item->seq);
+                bench_die ("replay: hash mismatch at %llu", (unsigned long long) item->seq);
             memcpy (prev, hash, 32);
             first = false;
             count++;
         }
         if (rc < 0)
-            s_die ("replay: %d %s", error.code, error.reason);
+            bench_die ("replay: %d %s", error.code, error.reason);
         sgmq_replay_destroy (&replay);
     }
-    int64_t t1 = s_now_ns ();
+    int64_t t1 = bench_now_ns ();
     sgmq_client_destroy (&client);
     if (count < expect)
-        s_die ("replay: %llu items, expected %llu", (unsigned long long) count,
+        bench_die ("replay: %llu items, expected %llu", (unsigned long long) count,
                (unsigned long long) expect);
     return (double) count / s_secs (t1 - t0);
 }
@@ -1551,9 +1475,9 @@ s_shape_replay (size_t size)
         if (run == 0)
             s_perf_start (s.dep, label);
         double cpu0 = s_proc_cpu (s.dep->pid), self0 = s_self_cpu ();
-        int64_t t0 = s_now_ns ();
+        int64_t t0 = bench_now_ns ();
         double rate = s_replay_run (&s, 0, opt.replay_count, true);
-        double secs = s_secs (s_now_ns () - t0);
+        double secs = s_secs (bench_now_ns () - t0);
         double cpu = (s_proc_cpu (s.dep->pid) - cpu0) / secs;
         double self = (s_self_cpu () - self0) / secs;
         s_perf_stop (s.dep);
@@ -1584,14 +1508,14 @@ s_rss_run (size_t size, bool stalled, double *rss_mib, double *anon_mib, double 
     pthread_t thread;
     pthread_create (&thread, NULL, s_pub_thread, &pub);
     while (!atomic_load (&pub.ready))
-        s_sleep_ns (1000000);
+        bench_sleep_ns (1000000);
     long rss_max = 0, anon_max = 0;
     uint64_t want = opt.rss_messages * 9 + (stalled ? 0 : opt.rss_messages);
-    int64_t t0 = s_now_ns ();
+    int64_t t0 = bench_now_ns ();
     atomic_store (&phase, PH_RUN);
     int64_t deadline = t0 + 1800LL * 1000000000;
-    while (atomic_load (&members->acked) < want && s_now_ns () < deadline) {
-        s_sleep_ns (100000000);
+    while (atomic_load (&members->acked) < want && bench_now_ns () < deadline) {
+        bench_sleep_ns (100000000);
         long rss = s_proc_kib (s.dep->pid, "VmRSS:");
         if (rss > rss_max)
             rss_max = rss;
@@ -1599,7 +1523,7 @@ s_rss_run (size_t size, bool stalled, double *rss_mib, double *anon_mib, double 
         if (anon > anon_max)
             anon_max = anon;
     }
-    *secs = s_secs (s_now_ns () - t0);
+    *secs = s_secs (bench_now_ns () - t0);
     if (atomic_load (&members->acked) < want)
         s_note ("warning: only %llu of %llu acks in 30 min\n",
                 (unsigned long long) atomic_load (&members->acked), (unsigned long long) want);
@@ -1651,9 +1575,9 @@ s_shape_scale_members (void)
         setup_t s = s_setup ("members", 1, 0, false);
         members_t *members = s_members_new (s.dep, n, active, false, opt.member_window);
         s_dep_start (s.dep);
-        int64_t t0 = s_now_ns ();
+        int64_t t0 = bench_now_ns ();
         s_members_start (members);
-        s_record ("scale-members", size, param, "connect_all", "s", s_secs (s_now_ns () - t0));
+        s_record ("scale-members", size, param, "connect_all", "s", s_secs (bench_now_ns () - t0));
         s_record ("scale-members", size, param, "rss_idle", "MiB",
                   (double) s_proc_kib (s.dep->pid, "VmRSS:") / 1024);
         for (int run = 0; run < opt.runs; run++) {
@@ -1664,7 +1588,7 @@ s_shape_scale_members (void)
             s_record ("scale-members", size, param, "p50 at 2000/s", "ms", l.p50);
             s_record ("scale-members", size, param, "p99 at 2000/s", "ms", l.p99);
             //  Let the members catch up before the next run.
-            s_sleep_ns (500000000);
+            bench_sleep_ns (500000000);
         }
         s_record ("scale-members", size, param, "peak_rss", "MiB",
                   (double) s_proc_kib (s.dep->pid, "VmHWM:") / 1024);
@@ -1776,7 +1700,7 @@ s_write_json (const char *path)
 {
     FILE *out = strcmp (path, "-") == 0 ? stdout : fopen (path, "w");
     if (!out)
-        s_die ("cannot write %s", path);
+        bench_die ("cannot write %s", path);
     machine_t *m = &s_machine;
     fprintf (out, "{\n  \"machine\": {\"nproc\": %ld, \"cpu\": ", m->nproc);
     s_json_str (out, m->cpu);
@@ -1877,7 +1801,7 @@ main (int argc, char **argv)
             continue;
         }
         if (!v)
-            s_die ("%s needs a value (see --help)", a);
+            bench_die ("%s needs a value (see --help)", a);
         i++;
         if (strcmp (a, "--only") == 0)
             snprintf (opt.only, sizeof opt.only, "%s", v);
@@ -1927,20 +1851,20 @@ main (int argc, char **argv)
         if (strcmp (a, "--json") == 0)
             opt.json = v;
         else
-            s_die ("unknown option %s (see --help)", a);
+            bench_die ("unknown option %s (see --help)", a);
     }
     if (opt.runs < 1 || opt.runs > MAX_RUNS)
-        s_die ("--runs must be 1..%d", MAX_RUNS);
+        bench_die ("--runs must be 1..%d", MAX_RUNS);
     for (int k = 0; k < opt.member_points; k++)
         if (opt.members [k] < 1 || opt.members [k] > MAX_MEMBERS)
-            s_die ("--members: 1..%d", MAX_MEMBERS);
+            bench_die ("--members: 1..%d", MAX_MEMBERS);
     if (getenv ("SGMQ_BROKER_BIN"))
         s_broker_bin = getenv ("SGMQ_BROKER_BIN");
     if (getenv ("SGMQ_CLI_BIN"))
         s_cli_bin = getenv ("SGMQ_CLI_BIN");
     s_perf_dir = getenv ("SGMQ_BENCH_PERF");
     if (sodium_init () < 0)
-        s_die ("libsodium");
+        bench_die ("libsodium");
     signal (SIGPIPE, SIG_IGN);
     //  1,000 members: sockets and descriptors, here and in the broker
     //  (which inherits the limit).
@@ -1955,7 +1879,7 @@ main (int argc, char **argv)
     s_machine_read (opt.tmp);
     s_note ("sgmq-bench: %ld CPUs, %s, %s, %s (%s), %.1f GiB free\n", s_machine.nproc,
             s_machine.cpu, s_machine.kernel, opt.tmp, s_machine.fs, s_machine.disk_free_gib);
-    int64_t started = s_now_ns ();
+    int64_t started = bench_now_ns ();
     for (int k = 0; k < opt.size_count; k++) {
         size_t size = opt.sizes [k];
         if (s_wanted ("throughput")) {
@@ -1991,7 +1915,7 @@ main (int argc, char **argv)
         s_note ("scale-store\n");
         s_shape_scale_store ();
     }
-    s_note ("done in %.0f s\n", s_secs (s_now_ns () - started));
+    s_note ("done in %.0f s\n", s_secs (bench_now_ns () - started));
     s_print_table (stdout);
     if (opt.json)
         s_write_json (opt.json);

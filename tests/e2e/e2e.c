@@ -621,6 +621,44 @@ e2e_log (e2e_t *self)
     return testutil_read_file (self->log, NULL);
 }
 
+void
+e2e_ledger_confirm (e2e_ledger_t *ledger, const sgmq_confirm_t *confirm)
+{
+    if (confirm->seq >= ledger->size) {
+        uint64_t size = ledger->size ? ledger->size * 2 : 1024;
+        while (size <= confirm->seq)
+            size *= 2;
+        ledger->refs = realloc (ledger->refs, size * sizeof *ledger->refs);
+        assert_non_null (ledger->refs);
+        memset (ledger->refs + ledger->size, 0,
+                (size - ledger->size) * sizeof *ledger->refs);
+        ledger->size = size;
+    }
+    assert_int_equal (ledger->refs [confirm->seq][0], 0);
+    snprintf (ledger->refs [confirm->seq], sizeof ledger->refs [0], "%s", confirm->ref);
+    ledger->count++;
+    if (confirm->seq > ledger->highest)
+        ledger->highest = confirm->seq;
+}
+
+void
+e2e_ledger_refuse (e2e_ledger_t *ledger, const char *ref)
+{
+    ledger->refused = realloc (ledger->refused,
+                               (ledger->refused_count + 1) * sizeof *ledger->refused);
+    assert_non_null (ledger->refused);
+    snprintf (ledger->refused [ledger->refused_count++], sizeof ledger->refused [0],
+              "%s", ref);
+}
+
+void
+e2e_ledger_free (e2e_ledger_t *ledger)
+{
+    free (ledger->refs);
+    free (ledger->refused);
+    memset (ledger, 0, sizeof *ledger);
+}
+
 static int
 s_escalate (sgmq_client_t *client, const char *group, const char *title,
             sgmq_confirm_t *confirm, sgmq_error_t *error)

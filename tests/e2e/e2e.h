@@ -129,6 +129,26 @@ const sgmq_delivery_t *
 bool
     e2e_quiet (sgmq_client_t *client, int ms);
 
+//  What a publisher was told: the client reference confirmed at each seq
+//  and the references refused. A seq confirmed twice fails the test: it
+//  would be two publishes stored as one.
+typedef struct {
+    char (*refs) [SGMQ_PROTO_MAX_NAME + 1];   //  by seq; "": not confirmed
+    uint64_t size;
+    uint64_t count;             //  confirmed
+    uint64_t highest;           //  highest seq confirmed
+    char (*refused) [SGMQ_PROTO_MAX_NAME + 1];
+    size_t refused_count;
+    uint64_t next_ref;          //  for the caller's numbering of refs
+} e2e_ledger_t;
+
+void
+    e2e_ledger_confirm (e2e_ledger_t *ledger, const sgmq_confirm_t *confirm);
+void
+    e2e_ledger_refuse (e2e_ledger_t *ledger, const char *ref);
+void
+    e2e_ledger_free (e2e_ledger_t *ledger);
+
 //  Paths of the binaries under test.
 extern const char *e2e_broker_bin;
 extern const char *e2e_cli_bin;

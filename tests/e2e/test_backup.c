@@ -41,36 +41,6 @@ extern char **environ;
 //  Bytes of each escalation's summary (the protocol allows 4000).
 #define S_SUMMARY_SIZE   3000
 
-//  What each confirmed seq must hold: its client reference, which is also
-//  in its title.
-typedef struct {
-    char (*refs) [SGMQ_PROTO_MAX_NAME + 1];   //  by seq; "": not ours
-    uint64_t size;
-    uint64_t highest;           //  highest seq confirmed so far
-    uint64_t next_ref;
-} s_ledger_t;
-
-static void
-s_ledger_note (s_ledger_t *ledger, const sgmq_confirm_t *confirm)
-{
-    if (confirm->seq >= ledger->size) {
-        uint64_t size = ledger->size ? ledger->size * 2 : 1024;
-        while (size <= confirm->seq)
-            size *= 2;
-        ledger->refs = realloc (ledger->refs, size * sizeof *ledger->refs);
-        assert_non_null (ledger->refs);
-        memset (ledger->refs + ledger->size, 0,
-                (size - ledger->size) * sizeof *ledger->refs);
-        ledger->size = size;
-    }
-    //  A seq confirmed twice would mean two refs stored as one message.
-    assert_int_equal (ledger->refs [confirm->seq][0], 0);
-    snprintf (ledger->refs [confirm->seq], sizeof ledger->refs [0], "%s",
-              confirm->ref);
-    if (confirm->seq > ledger->highest)
-        ledger->highest = confirm->seq;
-}
-
 static void
 s_title (char *title, size_t size, const char *ref)
 {
@@ -81,7 +51,7 @@ s_title (char *title, size_t size, const char *ref)
 //  summary makes the store big enough (a few MiB) for the copy to take a
 //  while beside the broker's commits.
 static void
-s_send (sgmq_client_t *police, s_ledger_t *ledger)
+s_send (sgmq_client_t *police, e2e_ledger_t *ledger)
 {
     static char summary [S_SUMMARY_SIZE + 1];
     if (!summary [0])
@@ -107,7 +77,7 @@ s_send (sgmq_client_t *police, s_ledger_t *ledger)
 
 //  Wait for the next confirm of a queued publish.
 static void
-s_confirm (sgmq_client_t *police, s_ledger_t *ledger)
+s_confirm (sgmq_client_t *police, e2e_ledger_t *ledger)
 {
     sgmq_confirm_t confirm;
     sgmq_error_t error;
@@ -118,11 +88,11 @@ s_confirm (sgmq_client_t *police, s_ledger_t *ledger)
     assert_int_equal (rc, 0);
     assert_int_equal (error.code, 0);
     assert_false (confirm.duplicate);
-    s_ledger_note (ledger, &confirm);
+    e2e_ledger_confirm (ledger, &confirm);
 }
 
 static void
-s_publish_confirmed (sgmq_client_t *police, s_ledger_t *ledger, int count)
+s_publish_confirmed (sgmq_client_t *police, e2e_ledger_t *ledger, int count)
 {
     for (int i = 0; i < count; i++)
         s_send (police, ledger);
@@ -213,7 +183,7 @@ test_backup_under_load_restores (void **state)
     free (stray);
 
     //  A history with a signed checkpoint: a clean stop signs the head.
-    s_ledger_t ledger = { 0 };
+    e2e_ledger_t ledger = { 0 };
     assert_int_equal (e2e_start (e2e, NULL), 0);
     sgmq_client_t *police = e2e_connect (e2e, police_cert);
     s_publish_confirmed (police, &ledger, S_BEFORE_RESTART);
@@ -369,7 +339,7 @@ test_backup_under_load_restores (void **state)
     free (base);
     free (dest);
     free (full);
-    free (ledger.refs);
+    e2e_ledger_free (&ledger);
     free (police_cert);
     free (exec_cert);
     free (auditor_cert);

@@ -71,58 +71,6 @@
 //  Mounts made by this process stay in its own namespace (see main).
 static bool s_private_mounts;
 
-//  ---------------------------------------------------------------------
-//  What was confirmed and refused
-
-typedef struct {
-    char (*refs) [SGMQ_PROTO_MAX_NAME + 1];   //  by seq; "": not confirmed
-    uint64_t size;
-    uint64_t count;             //  confirmed
-    uint64_t highest;           //  highest seq confirmed
-    char (*refused) [SGMQ_PROTO_MAX_NAME + 1];
-    size_t refused_count;
-    uint64_t next_ref;
-} s_ledger_t;
-
-static void
-s_ledger_confirm (s_ledger_t *ledger, const sgmq_confirm_t *confirm)
-{
-    if (confirm->seq >= ledger->size) {
-        uint64_t size = ledger->size ? ledger->size * 2 : 1024;
-        while (size <= confirm->seq)
-            size *= 2;
-        ledger->refs = realloc (ledger->refs, size * sizeof *ledger->refs);
-        assert_non_null (ledger->refs);
-        memset (ledger->refs + ledger->size, 0,
-                (size - ledger->size) * sizeof *ledger->refs);
-        ledger->size = size;
-    }
-    //  One seq confirmed twice would be two publishes stored as one.
-    assert_int_equal (ledger->refs [confirm->seq][0], 0);
-    snprintf (ledger->refs [confirm->seq], sizeof ledger->refs [0], "%s", confirm->ref);
-    ledger->count++;
-    if (confirm->seq > ledger->highest)
-        ledger->highest = confirm->seq;
-}
-
-static void
-s_ledger_refuse (s_ledger_t *ledger, const char *ref)
-{
-    ledger->refused = realloc (ledger->refused,
-                               (ledger->refused_count + 1) * sizeof *ledger->refused);
-    assert_non_null (ledger->refused);
-    snprintf (ledger->refused [ledger->refused_count++], sizeof ledger->refused [0],
-              "%s", ref);
-}
-
-static void
-s_ledger_free (s_ledger_t *ledger)
-{
-    free (ledger->refs);
-    free (ledger->refused);
-    memset (ledger, 0, sizeof *ledger);
-}
-
 static void
 s_title (char *title, size_t size, const char *ref)
 {
@@ -148,7 +96,7 @@ s_body (const char *title)
 
 //  A new reference for the next publish.
 static void
-s_new_ref (s_ledger_t *ledger, char *ref, size_t size)
+s_new_ref (e2e_ledger_t *ledger, char *ref, size_t size)
 {
     snprintf (ref, size, "fault-%06llu", (unsigned long long) ++ledger->next_ref);
 }
@@ -176,7 +124,7 @@ s_expect_full (const sgmq_error_t *error)
 
 //  Collect the answers to every queued publish; the number refused.
 static size_t
-s_collect (sgmq_client_t *police, s_ledger_t *ledger)
+s_collect (sgmq_client_t *police, e2e_ledger_t *ledger)
 {
     size_t refused = 0;
     while (sgmq_client_in_flight (police)) {
@@ -188,11 +136,11 @@ s_collect (sgmq_client_t *police, s_ledger_t *ledger)
             fail_msg ("no answer to a publish: %d %s", error.code, error.reason);
         if (error.code == 0) {
             assert_false (confirm.duplicate);
-            s_ledger_confirm (ledger, &confirm);
+            e2e_ledger_confirm (ledger, &confirm);
         }
         else {
             s_expect_full (&error);
-            s_ledger_refuse (ledger, confirm.ref);
+            e2e_ledger_refuse (ledger, confirm.ref);
             refused++;
         }
     }
@@ -317,7 +265,7 @@ s_read_signing_pk (s_fix_t *f, uint8_t *pk)
 //  confirmed: every stored seq was confirmed with this title, and none is
 //  missing.
 static void
-s_audit (s_fix_t *f, const s_ledger_t *ledger)
+s_audit (s_fix_t *f, const e2e_ledger_t *ledger)
 {
     uint8_t pk [SGMQ_KEYFILE_SIGN_PK_SIZE];
     s_read_signing_pk (f, pk);
@@ -382,7 +330,7 @@ s_expect_pending (s_fix_t *f, uint64_t expected)
 static void
 s_fill_and_recover (s_fix_t *f)
 {
-    s_ledger_t ledger = { 0 };
+    e2e_ledger_t ledger = { 0 };
     assert_int_equal (e2e_start (f->e2e, NULL), 0);
     sgmq_client_t *police = e2e_connect (f->e2e, f->police);
 
@@ -417,11 +365,11 @@ s_fill_and_recover (s_fix_t *f)
         s_title (title, sizeof title, ref);
         body = s_body (title);
         if (sgmq_client_publish (police, ref, &body, &confirm, &error) == 0) {
-            s_ledger_confirm (&ledger, &confirm);
+            e2e_ledger_confirm (&ledger, &confirm);
             continue;
         }
         s_expect_full (&error);
-        s_ledger_refuse (&ledger, ref);
+        e2e_ledger_refuse (&ledger, ref);
         break;
     }
     //  And from the command line: refused (exit 4), saying why.
@@ -438,7 +386,7 @@ s_fill_and_recover (s_fix_t *f)
         if (code == 0) {
             confirm = (sgmq_confirm_t) { .seq = strtoull (out, NULL, 10) };
             snprintf (confirm.ref, sizeof confirm.ref, "%s", ref);
-            s_ledger_confirm (&ledger, &confirm);
+            e2e_ledger_confirm (&ledger, &confirm);
         }
         else
         if (code != SGMQ_EXIT_REFUSED || !strstr (err, "storage full"))
@@ -446,7 +394,7 @@ s_fill_and_recover (s_fix_t *f)
         free (out);
         free (err);
         if (code) {
-            s_ledger_refuse (&ledger, ref);
+            e2e_ledger_refuse (&ledger, ref);
             break;
         }
     }
@@ -498,7 +446,7 @@ s_fill_and_recover (s_fix_t *f)
     if (sgmq_client_publish (police, ref, &body, &confirm, &error))
         fail_msg ("publish after making room: %d %s", error.code, error.reason);
     assert_int_equal (confirm.seq, ledger.highest + 1);
-    s_ledger_confirm (&ledger, &confirm);
+    e2e_ledger_confirm (&ledger, &confirm);
     //  Every refused reference publishes as new: none was stored.
     for (size_t i = 0; i < ledger.refused_count; i++)
         s_send (police, ledger.refused [i]);
@@ -507,7 +455,7 @@ s_fill_and_recover (s_fix_t *f)
     s_expect_pending (f, ledger.count - (acked ? 1 : 0));
     sgmq_client_destroy (&police);
     assert_int_equal (e2e_stop (f->e2e), 0);
-    s_ledger_free (&ledger);
+    e2e_ledger_free (&ledger);
 }
 
 static int
@@ -557,7 +505,7 @@ s_setup_history (void **state)
 {
     s_fix_t *f = s_fix_new ("faults-damage");
     *state = f;
-    s_ledger_t ledger = { 0 };
+    e2e_ledger_t ledger = { 0 };
     assert_int_equal (e2e_start (f->e2e, NULL), 0);
     sgmq_client_t *police = e2e_connect (f->e2e, f->police);
     char ref [32];
@@ -568,7 +516,7 @@ s_setup_history (void **state)
     assert_int_equal (s_collect (police, &ledger), 0);
     sgmq_client_destroy (&police);
     assert_int_equal (e2e_stop (f->e2e), 0);
-    s_ledger_free (&ledger);
+    e2e_ledger_free (&ledger);
     return 0;
 }
 

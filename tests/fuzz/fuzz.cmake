@@ -1,6 +1,6 @@
 # Fuzz targets. Each tests/fuzz/fuzz_<name>.c is a libFuzzer target that,
-# built without SGMQ_FUZZING, is also a plain program replaying its corpus
-# in tests/fuzz/corpus/<name>/: that replay is a ctest (label unit), so every
+# linked with fuzz_replay.c instead, is also a plain program replaying its
+# corpus in tests/fuzz/corpus/<name>/: that replay is a ctest (label unit), so every
 # checked-in crasher stays fixed.
 #
 #   cmake -B build-fuzz -DCMAKE_C_COMPILER=clang -DSGMQ_FUZZ=ON
@@ -10,7 +10,7 @@
 set(SGMQ_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 sgmq_test(fuzz_proto_corpus
-    SOURCES ${SGMQ_FUZZ_DIR}/fuzz_proto.c
+    SOURCES ${SGMQ_FUZZ_DIR}/fuzz_proto.c ${SGMQ_FUZZ_DIR}/fuzz_replay.c
     LIBS sgmq_proto
     LABELS unit
     ARGS ${SGMQ_FUZZ_DIR}/corpus/proto
@@ -19,13 +19,13 @@ sgmq_test(fuzz_proto_corpus
 # The config loader and the certificate files (with the registry that
 # reads a folder of them): both in the certs library.
 sgmq_test(fuzz_config_corpus
-    SOURCES ${SGMQ_FUZZ_DIR}/fuzz_config.c
+    SOURCES ${SGMQ_FUZZ_DIR}/fuzz_config.c ${SGMQ_FUZZ_DIR}/fuzz_replay.c
     LIBS sgmq_certs
     LABELS unit
     ARGS ${SGMQ_FUZZ_DIR}/corpus/config
     TIMEOUT 120)
 sgmq_test(fuzz_cert_corpus
-    SOURCES ${SGMQ_FUZZ_DIR}/fuzz_cert.c
+    SOURCES ${SGMQ_FUZZ_DIR}/fuzz_cert.c ${SGMQ_FUZZ_DIR}/fuzz_replay.c
     LIBS sgmq_certs
     LABELS unit
     ARGS ${SGMQ_FUZZ_DIR}/corpus/cert

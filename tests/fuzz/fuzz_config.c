@@ -13,10 +13,10 @@
     (leaks included).
 
     Built with -DSGMQ_FUZZING and -fsanitize=fuzzer when SGMQ_FUZZ=ON.
-    Otherwise this file has a main() that replays the files (or directories
-    of files) named on its command line: that is the fuzz_config_corpus
+    Otherwise it is linked with fuzz_replay.c: that is the fuzz_config_corpus
     test.
 */
+#include "fuzz.h"
 #include "sgmq_config.h"
 #include "sgmq_time.h"
 #include "sgmq_zpl.h"
@@ -25,17 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-#define CHECK(condition) \
-    do { \
-        if (!(condition)) { \
-            fprintf (stderr, "fuzz_config: %s:%d: check failed: %s\n", \
-                     __FILE__, __LINE__, #condition); \
-            abort (); \
-        } \
-    } while (0)
 
 #define S_ORIGIN "fuzz.cfg"
 #define S_BASE   "/srv/sgmq"
@@ -160,69 +149,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef SGMQ_FUZZING
-//  Replay a corpus without libFuzzer: each argument is a file or a
-//  directory of files.
-#include <dirent.h>
-#include <sys/stat.h>
-
-static size_t s_replayed;
-
+//  Replay only: the shipped default config must load and hold together.
 static void
-s_replay_file (const char *path)
+s_before_replay (void)
 {
-    FILE *file = fopen (path, "rb");
-    CHECK (file);
-    uint8_t *data = malloc (S_MAX_INPUT);
-    CHECK (data);
-    size_t size = fread (data, 1, S_MAX_INPUT, file);
-    fclose (file);
-    //  An exact-size copy, so a sanitizer sees any read past the end.
-    uint8_t *exact = malloc (size ? size : 1);
-    CHECK (exact);
-    memcpy (exact, data, size);
-    free (data);
-    LLVMFuzzerTestOneInput (exact, size);
-    free (exact);
-    s_replayed++;
-}
-
-static void
-s_replay (const char *path)
-{
-    struct stat st;
-    if (stat (path, &st) != 0) {
-        fprintf (stderr, "fuzz_config: cannot read %s\n", path);
-        exit (EXIT_FAILURE);
-    }
-    if (!S_ISDIR (st.st_mode)) {
-        s_replay_file (path);
-        return;
-    }
-    DIR *dir = opendir (path);
-    CHECK (dir);
-    struct dirent *entry;
-    while ((entry = readdir (dir))) {
-        if (entry->d_name [0] == '.')
-            continue;
-        size_t length = strlen (path) + strlen (entry->d_name) + 2;
-        char *child = malloc (length);
-        CHECK (child);
-        snprintf (child, length, "%s/%s", path, entry->d_name);
-        s_replay (child);
-        free (child);
-    }
-    closedir (dir);
-}
-
-int
-main (int argc, char *argv [])
-{
-    if (argc < 2) {
-        fprintf (stderr, "usage: %s FILE|DIR...\n", argv [0]);
-        return EXIT_FAILURE;
-    }
-    //  The shipped default config must load and hold together.
     char *text = sgmq_config_default_text (NULL);
     CHECK (text);
     char error [SGMQ_CONFIG_ERROR_SIZE];
@@ -234,9 +164,6 @@ main (int argc, char *argv [])
     s_check_loaded (config);
     sgmq_config_destroy (&config);
     free (text);
-    for (int arg = 1; arg < argc; arg++)
-        s_replay (argv [arg]);
-    printf ("fuzz_config: %zu inputs replayed, no failure\n", s_replayed);
-    return s_replayed ? EXIT_SUCCESS : EXIT_FAILURE;
 }
-#endif
+
+const fuzz_target_t fuzz_target = { "fuzz_config", S_MAX_INPUT, s_before_replay };
