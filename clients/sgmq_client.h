@@ -110,13 +110,15 @@ int
 
 //  Pipelined publishing, for throughput: queue a publish (sent in batches
 //  of many per frame), and collect confirms as they come. _publish_send
-//  returns 0 or -1 (invalid body); it sends the batch when the frame is
-//  nearly as big as the broker accepts. _publish_wait sends what is queued
-//  when it has no answer to hand back, then waits up to `timeout` ms for
-//  the next confirm or refusal of a queued publish: 0 with `confirm` filled
-//  (and `error->code` 0), or 0 with `error` set when the broker refused
-//  that publish (confirm->ref says which), or -1 on timeout or connection
-//  trouble. _in_flight counts queued publishes not yet answered.
+//  returns 0 or -1 (invalid body); it sends the batch once it holds 128
+//  publishes or the frame is nearly as big as the broker accepts, so the
+//  broker stores one batch while the next is on its way. _publish_wait
+//  sends what is queued when it has no answer to hand back, then waits up
+//  to `timeout` ms for the next confirm or refusal of a queued publish: 0
+//  with `confirm` filled (and `error->code` 0), or 0 with `error` set when
+//  the broker refused that publish (confirm->ref says which), or -1 on
+//  timeout or connection trouble. _in_flight counts queued publishes not
+//  yet answered.
 int
     sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
                               const sgmq_body_t *body, sgmq_error_t *error);

@@ -438,6 +438,36 @@ s_principal (dep_t *dep, const char *file, const char *name, const char *roles,
     return secret;
 }
 
+//  Brokers running now: whatever ends this program (bench_die, a signal)
+//  stops them too, so an interrupted run leaves no broker behind.
+#define MAX_LIVE 8
+static volatile pid_t s_live [MAX_LIVE];
+
+static void
+s_live_stop (void)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (s_live [i] > 0)
+            kill (s_live [i], SIGTERM);
+}
+
+static void
+s_live_signal (int sig)
+{
+    s_live_stop ();
+    _exit (128 + sig);
+}
+
+static void
+s_live_set (pid_t from, pid_t to)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (s_live [i] == from) {
+            s_live [i] = to;
+            return;
+        }
+}
+
 static void
 s_dep_start (dep_t *dep)
 {
@@ -460,6 +490,7 @@ s_dep_start (dep_t *dep)
     if (rc)
         bench_die ("cannot start %s: %s", s_broker_bin, strerror (rc));
     dep->pid = pid;
+    s_live_set (0, pid);
     dep->pidfd = (int) syscall (SYS_pidfd_open, pid, 0);
     char line [512] = "";
     size_t used = 0;
@@ -502,6 +533,7 @@ s_dep_stop (dep_t *dep)
         kill (dep->pid, SIGKILL);
     int status = 0;
     waitpid (dep->pid, &status, 0);
+    s_live_set (dep->pid, 0);
     if (dep->pidfd >= 0)
         close (dep->pidfd);
     dep->pidfd = -1;
@@ -707,8 +739,8 @@ s_pub_thread (void *arg)
                 bench_die ("publish: %s", error.reason);
             p->sent++;
             //  --flush N: send the queued publishes every N (libsgmq sends
-            //  a frame when it is full or at _publish_wait), and take the
-            //  confirms already here.
+            //  a frame every 128 publishes, when it is full, or at
+            //  _publish_wait), and take the confirms already here.
             sgmq_confirm_t early;
             if (opt.flush && p->sent % opt.flush == 0)
                 while (sgmq_client_publish_wait (client, 0, &early, &error) == 0) {
@@ -1764,7 +1796,7 @@ s_usage (void)
 "  --store-points LIST  scale-store points (default 10000,1000000,10000000)\n"
 "  --store-big-size N body size for the largest store point >= 10^7 (default 128)\n"
 "  --flush N          publishers send their queued publishes every N sends\n"
-"                     (default 0: libsgmq's own batching, a frame per window)\n"
+"                     (default 0: libsgmq's own batching, a frame per 128)\n"
 "  --tmp DIR          where deployments go (default /tmp)\n"
 "  --json FILE        also write the results as JSON (- for stdout)\n"
 "  --quiet            no progress on stderr\n"
@@ -1866,6 +1898,10 @@ main (int argc, char **argv)
     if (sodium_init () < 0)
         bench_die ("libsodium");
     signal (SIGPIPE, SIG_IGN);
+    atexit (s_live_stop);
+    signal (SIGINT, s_live_signal);
+    signal (SIGTERM, s_live_signal);
+    signal (SIGHUP, s_live_signal);
     //  1,000 members: sockets and descriptors, here and in the broker
     //  (which inherits the limit).
     struct rlimit rl;
