@@ -941,6 +941,17 @@ s_strcmp_p (const void *a, const void *b)
 //  Store a message (a client's publish or the broker's reminder) whose
 //  kind, groups and canonical body are in `work`, and plan its live
 //  deliveries. 0, or a store error (fatal to the transaction).
+//  Whether a new message goes to this session now: it is subscribed, its
+//  window has room and it is not catching up from the store (then the
+//  message reaches it through the refill, in order).
+static bool
+s_takes_live (sgmq_broker_t *self, s_session_t *session)
+{
+    s_scratch (self, session);
+    return session->s_subscribed && !session->s_behind
+        && session->s_inflight < session->s_window;
+}
+
 static int
 s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
                  const char *sender, const char *sender_key, const char *ref,
@@ -971,11 +982,22 @@ s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
         if (unique == 0 || strcmp (recipients [unique - 1], recipients [i]))
             recipients [unique++] = recipients [i];
 
+    //  Who gets it live: the store records those deliveries with the
+    //  append itself, one write per recipient instead of two.
+    uint32_t live [SGMQ_PROTO_MAX_ACKS];
+    for (size_t r = 0; r < unique; r++) {
+        live [r] = 0;
+        zlistx_t *list = s_sessions_of (self, recipients [r]);
+        for (s_session_t *session = list ? zlistx_first (list) : NULL; session;
+             session = zlistx_next (list))
+            live [r] += s_takes_live (self, session);
+    }
     sgmq_store_msg_t msg = {
         .sender = sender, .sender_key = sender_key,
         .kind = sgmq_proto_kind_name (work->kind),
         .groups = work->groups, .group_count = work->group_count,
         .recipients = recipients, .recipient_count = (uint32_t) unique,
+        .delivered = live,
         .body = work->body, .body_size = work->body_size,
         .ref = ref, .ref_digest = digest
     };
@@ -998,23 +1020,17 @@ s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
     if (appended.duplicate)
         return 0;
 
-    //  Live deliveries: each subscribed session of each recipient, while
-    //  its window has room and it is not already catching up from the
-    //  store (then this message reaches it through the refill, in order).
+    //  Live deliveries, to the sessions counted above (same test, same
+    //  state: nothing changed a window in between).
     for (size_t r = 0; r < unique; r++) {
         zlistx_t *list = s_sessions_of (self, recipients [r]);
         for (s_session_t *session = list ? zlistx_first (list) : NULL; session;
              session = zlistx_next (list)) {
-            s_scratch (self, session);
-            if (!session->s_subscribed)
-                continue;
-            if (session->s_behind || session->s_inflight >= session->s_window) {
-                session->s_behind = true;
+            if (!s_takes_live (self, session)) {
+                if (session->s_subscribed)
+                    session->s_behind = true;
                 continue;
             }
-            rc = sgmq_store_delivered (txn, recipients [r], work->seq, false, NULL);
-            if (rc)
-                return s_store_failed (work, rc);
             if (s_effect (self, S_FX_DELIVER, session, work, work->seq, 1))
                 return s_store_failed (work, ENOMEM);
             session->s_inflight++;

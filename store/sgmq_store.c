@@ -1794,6 +1794,17 @@ s_tag_put (sgmq_store_txn_t *txn, char type, const char *name,
     return s_put (txn, S_DB_TAGS, key, size, seq_be, 8, MDB_APPENDDUP);
 }
 
+static void
+s_pend_encode (const sgmq_store_delivery_t *d, uint8_t *p)
+{
+    p [0] = S_REC_VERSION;
+    p [1] = (uint8_t) d->state;
+    p [2] = d->flagged ? S_FLAG_FLAGGED : 0;
+    s_be32 (p + 3, d->count);
+    s_be64 (p + 7, d->first);
+    s_be64 (p + 15, d->last);
+}
+
 static size_t
 s_dkey (uint8_t *key, const char *recipient, size_t len, uint64_t seq)
 {
@@ -1907,10 +1918,19 @@ sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
         rc = s_tag_put (txn, 'g', msg->groups [i], seq_be);
     uint8_t pend [S_PEND_SIZE] = { S_REC_VERSION, SGMQ_STORE_PENDING, 0 };
     for (uint32_t i = 0; i < msg->recipient_count && !rc; i++) {
-        uint8_t dkey [S_DKEY_MAX];
+        uint8_t dkey [S_DKEY_MAX], sent [S_PEND_SIZE];
         const char *r = msg->recipients [i];
         size_t dsize = s_dkey (dkey, r, strlen (r), seq);
-        rc = s_put (txn, S_DB_PEND, dkey, dsize, pend, sizeof pend, 0);
+        const uint8_t *state = pend;
+        if (msg->delivered && msg->delivered [i]) {
+            sgmq_store_delivery_t d = {
+                .state = SGMQ_STORE_DELIVERED, .count = msg->delivered [i],
+                .first = txn->time, .last = txn->time
+            };
+            s_pend_encode (&d, sent);
+            state = sent;
+        }
+        rc = s_put (txn, S_DB_PEND, dkey, dsize, state, S_PEND_SIZE, 0);
     }
     if (!rc && msg->ref) {
         uint8_t idem [S_IDEM_SIZE];
@@ -2244,17 +2264,6 @@ s_pend_decode (const MDB_val *val, sgmq_store_delivery_t *out)
     out->acked_at = 0;
     out->acked_key = "";
     return 0;
-}
-
-static void
-s_pend_encode (const sgmq_store_delivery_t *d, uint8_t *p)
-{
-    p [0] = S_REC_VERSION;
-    p [1] = (uint8_t) d->state;
-    p [2] = d->flagged ? S_FLAG_FLAGGED : 0;
-    s_be32 (p + 3, d->count);
-    s_be64 (p + 7, d->first);
-    s_be64 (p + 15, d->last);
 }
 
 //  `key_buf` (MAX_NAME + 1 bytes) receives the acking key.

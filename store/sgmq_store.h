@@ -172,6 +172,10 @@ typedef struct {
     uint32_t group_count;               //  1..MAX_GROUPS
     const char *const *recipients;      //  each gets a pending delivery
     uint32_t recipient_count;           //  0..MAX_RECIPIENTS (no duplicates)
+    //  Optional, one per recipient: how many sessions the caller delivers
+    //  the message to at once (0: none). Non-zero stores the delivery as
+    //  sgmq_store_delivered would, without a second write per recipient.
+    const uint32_t *delivered;
     const uint8_t *body;                //  plaintext; sealed at rest
     size_t body_size;                   //  0..MAX_BODY
     //  Idempotency: a (sender, ref) pair is stored once. NULL: no ref.
@@ -189,8 +193,9 @@ typedef struct {
 } sgmq_store_appended_t;
 
 //  Append a message: the next sequence number, the transaction's time, its
-//  chain hash, its tag indices (kind, each group, sender), a pending
-//  delivery per recipient and its idempotency record. Returns 0 (check
+//  chain hash, its tag indices (kind, each group, sender), a pending (or,
+//  per `delivered`, delivered) delivery per recipient and its idempotency
+//  record. Returns 0 (check
 //  `duplicate`); SGMQ_STORE_E_CONFLICT with out->seq set to the original;
 //  SGMQ_STORE_E_INVALID (nothing written); or a fatal error. Write only.
 int __attribute__ ((warn_unused_result))

@@ -160,7 +160,7 @@ s_append_batch (sgmq_store_t *store, const sgmq_store_msg_t *msgs,
 }
 
 static const char *s_groups1 [] = { "exec" };
-static const char *s_rcpt3 [] = { "alice", "bob", "carol" };
+static const char *s_rcpt3 [] = { "exec-children", "exec-health", "exec-police" };
 
 static sgmq_store_msg_t
 s_msg (const char *body)
@@ -979,7 +979,7 @@ test_idempotency (void **state)
     int rc;
     uint64_t count;
     sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
-    CHECK_OK (sgmq_store_unacked_count (txn, "alice", &count));
+    CHECK_OK (sgmq_store_unacked_count (txn, "exec-children", &count));
     assert_int_equal (count, 2);
     sgmq_store_read_end (&txn);
     //  no ref: never deduplicated
@@ -1055,21 +1055,21 @@ test_deliveries (void **state)
     int rc;
     sgmq_store_delivery_t d;
     sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
-    CHECK_OK (sgmq_store_delivery (txn, "bob", seq, &d));
+    CHECK_OK (sgmq_store_delivery (txn, "exec-health", seq, &d));
     assert_int_equal (d.state, SGMQ_STORE_PENDING);
     assert_int_equal (d.count, 0);
     assert_int_equal (d.first, 0);
-    assert_string_equal (d.recipient, "bob");
+    assert_string_equal (d.recipient, "exec-health");
     assert_int_equal (d.seq, seq);
     assert_string_equal (d.acked_key, "");
-    CHECK_RC (sgmq_store_delivery (txn, "mallory", seq, &d),
+    CHECK_RC (sgmq_store_delivery (txn, "outsider", seq, &d),
               SGMQ_STORE_E_NOT_FOUND);
-    CHECK_RC (sgmq_store_delivery (txn, "bob", seq + 1, &d),
+    CHECK_RC (sgmq_store_delivery (txn, "exec-health", seq + 1, &d),
               SGMQ_STORE_E_NOT_FOUND);
     sgmq_store_read_end (&txn);
 
     //  delivered twice, the second time flagged
-    CHECK_OK (s_do_delivered (fx->store, "bob", seq, false, &d));
+    CHECK_OK (s_do_delivered (fx->store, "exec-health", seq, false, &d));
     assert_int_equal (d.state, SGMQ_STORE_DELIVERED);
     assert_int_equal (d.count, 1);
     assert_true (d.first > 0);
@@ -1077,29 +1077,29 @@ test_deliveries (void **state)
     assert_false (d.flagged);
     uint64_t first = d.first;
     usleep (3000);
-    CHECK_OK (s_do_delivered (fx->store, "bob", seq, true, &d));
+    CHECK_OK (s_do_delivered (fx->store, "exec-health", seq, true, &d));
     assert_int_equal (d.count, 2);
     assert_int_equal (d.first, first);
     assert_true (d.last > first);
     assert_true (d.flagged);
-    CHECK_OK (s_do_delivered (fx->store, "bob", seq, false, &d));
+    CHECK_OK (s_do_delivered (fx->store, "exec-health", seq, false, &d));
     assert_true (d.flagged);            //  the flag stays
     assert_int_equal (d.count, 3);
-    CHECK_RC (s_do_delivered (fx->store, "mallory", seq, false, NULL),
+    CHECK_RC (s_do_delivered (fx->store, "outsider", seq, false, NULL),
               SGMQ_STORE_E_NOT_FOUND);
 
     //  ack
     sgmq_store_acked_t acked;
-    CHECK_OK (s_do_ack (fx->store, "bob", "KEYbob", seq, &acked));
+    CHECK_OK (s_do_ack (fx->store, "exec-health", "KEYhealth", seq, &acked));
     assert_false (acked.duplicate);
     assert_int_equal (acked.event, 1);
     assert_true (acked.time >= d.last);
     uint64_t ack_time = acked.time;
     txn = sgmq_store_read (fx->store, &rc);
-    CHECK_OK (sgmq_store_delivery (txn, "bob", seq, &d));
+    CHECK_OK (sgmq_store_delivery (txn, "exec-health", seq, &d));
     assert_int_equal (d.state, SGMQ_STORE_ACKED);
     assert_int_equal (d.acked_at, ack_time);
-    assert_string_equal (d.acked_key, "KEYbob");
+    assert_string_equal (d.acked_key, "KEYhealth");
     assert_int_equal (d.count, 3);      //  delivery history kept
     assert_int_equal (d.first, first);
     assert_true (d.flagged);
@@ -1107,20 +1107,20 @@ test_deliveries (void **state)
 
     //  twice: duplicate, original time and event, nothing written
     usleep (2000);
-    CHECK_OK (s_do_ack (fx->store, "bob", "KEYother", seq, &acked));
+    CHECK_OK (s_do_ack (fx->store, "exec-health", "KEYother", seq, &acked));
     assert_true (acked.duplicate);
     assert_int_equal (acked.time, ack_time);
     assert_int_equal (acked.event, 1);
     //  not a recipient
-    CHECK_RC (s_do_ack (fx->store, "mallory", "K", seq, NULL),
+    CHECK_RC (s_do_ack (fx->store, "outsider", "K", seq, NULL),
               SGMQ_STORE_E_NOT_FOUND);
-    CHECK_RC (s_do_ack (fx->store, "bob", "K", seq + 7, NULL),
+    CHECK_RC (s_do_ack (fx->store, "exec-health", "K", seq + 7, NULL),
               SGMQ_STORE_E_NOT_FOUND);
     //  delivered after ack
-    CHECK_RC (s_do_delivered (fx->store, "bob", seq, false, NULL),
+    CHECK_RC (s_do_delivered (fx->store, "exec-health", seq, false, NULL),
               SGMQ_STORE_E_NOT_FOUND);
     //  an ack without any delivery first (pending -> acked)
-    CHECK_OK (s_do_ack (fx->store, "carol", "KEYcarol", seq, &acked));
+    CHECK_OK (s_do_ack (fx->store, "exec-police", "KEYpolice", seq, &acked));
     assert_int_equal (acked.event, 2);
 
     //  per message: who has and has not acknowledged
@@ -1134,19 +1134,56 @@ test_deliveries (void **state)
             acked_count++;
         else {
             waiting++;
-            assert_string_equal (rec.recipients [i], "alice");
+            assert_string_equal (rec.recipients [i], "exec-children");
         }
     }
     assert_int_equal (acked_count, 2);
     assert_int_equal (waiting, 1);
     uint64_t count;
-    CHECK_OK (sgmq_store_unacked_count (txn, "bob", &count));
+    CHECK_OK (sgmq_store_unacked_count (txn, "exec-health", &count));
     assert_int_equal (count, 0);
-    CHECK_OK (sgmq_store_unacked_count (txn, "alice", &count));
+    CHECK_OK (sgmq_store_unacked_count (txn, "exec-children", &count));
     assert_int_equal (count, 1);
     CHECK_OK (sgmq_store_unacked_count (txn, "nobody", &count));
     assert_int_equal (count, 0);
     sgmq_store_read_end (&txn);
+    s_verify_ok (fx->store);
+}
+
+//  Deliveries the caller makes at once are stored with the append, as if
+//  sgmq_store_delivered had followed it; the others stay pending.
+static void
+test_delivered_at_append (void **state)
+{
+    fx_t *fx = *state;
+    sgmq_store_msg_t m = s_msg ("seen at once by two of three");
+    const uint32_t live [] = { 0, 2, 1 };
+    m.delivered = live;
+    uint64_t seq = s_append_one (fx->store, &m);
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+    sgmq_store_record_t rec;
+    CHECK_OK (sgmq_store_get (txn, seq, &rec));
+    for (uint32_t i = 0; i < 3; i++) {
+        sgmq_store_delivery_t d;
+        CHECK_OK (sgmq_store_delivery (txn, s_rcpt3 [i], seq, &d));
+        assert_int_equal (d.state, live [i] ? SGMQ_STORE_DELIVERED : SGMQ_STORE_PENDING);
+        assert_int_equal (d.count, live [i]);
+        assert_int_equal (d.first, live [i] ? rec.time : 0);
+        assert_int_equal (d.last, d.first);
+        assert_false (d.flagged);
+    }
+    uint64_t count;
+    CHECK_OK (sgmq_store_unacked_count (txn, "exec-health", &count));
+    assert_int_equal (count, 1);        //  delivered is still unacknowledged
+    sgmq_store_read_end (&txn);
+    sgmq_store_delivery_t d;
+    CHECK_OK (s_do_delivered (fx->store, "exec-health", seq, false, &d));
+    assert_int_equal (d.count, 3);
+    assert_int_equal (d.first, rec.time);
+    sgmq_store_acked_t acked;
+    CHECK_OK (s_do_ack (fx->store, "exec-police", "KEYpolice", seq, &acked));
+    assert_false (acked.duplicate);
     s_verify_ok (fx->store);
 }
 
@@ -1293,18 +1330,18 @@ test_ack_log (void **state)
     sgmq_store_appended_t out [3];
     CHECK_OK (s_append_batch (fx->store, msgs, 3, out));
     acks_t a1 = { .count = 3, .seqs = { 2, 1, 2 },
-                  .recipients = { "alice", "bob", "bob" },
+                  .recipients = { "exec-children", "exec-health", "exec-health" },
                   .keys = { "KA", "KB", "" } };
     CHECK_OK (sgmq_store_write (fx->store, s_acks_fn, &a1));
     usleep (2000);
     fx_reopen (fx);
     acks_t a2 = { .count = 2, .seqs = { 3, 1 },
-                  .recipients = { "carol", "alice" },
+                  .recipients = { "exec-police", "exec-children" },
                   .keys = { "KC", "KA2" } };
     CHECK_OK (sgmq_store_write (fx->store, s_acks_fn, &a2));
 
     const uint64_t want_seq [] = { 2, 1, 2, 3, 1 };
-    const char *want_r [] = { "alice", "bob", "bob", "carol", "alice" };
+    const char *want_r [] = { "exec-children", "exec-health", "exec-health", "exec-police", "exec-children" };
     const char *want_k [] = { "KA", "KB", "", "KC", "KA2" };
     int rc;
     sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
@@ -1674,8 +1711,8 @@ test_verify_intact (void **state)
     CHECK_OK (sgmq_store_verify (fx->store, s_sign_pk, &report));
     assert_int_equal (report.messages, 0);
     s_append_n (fx->store, 120, 40);
-    CHECK_OK (s_do_ack (fx->store, "alice", "K", 3, NULL));
-    CHECK_OK (s_do_ack (fx->store, "bob", "K", 3, NULL));
+    CHECK_OK (s_do_ack (fx->store, "exec-children", "K", 3, NULL));
+    CHECK_OK (s_do_ack (fx->store, "exec-health", "K", 3, NULL));
     fx_reopen (fx);                     //  checkpoint at close
     CHECK_OK (sgmq_store_verify (fx->store, s_sign_pk, &report));
     assert_int_equal (report.messages, 120);
@@ -1794,9 +1831,9 @@ test_tamper_ack (void **state)
 {
     fx_t *fx = *state;
     s_append_n (fx->store, 3, 3);
-    CHECK_OK (s_do_ack (fx->store, "alice", "KA", 1, NULL));
-    CHECK_OK (s_do_ack (fx->store, "bob", "KB", 2, NULL));
-    CHECK_OK (s_do_ack (fx->store, "carol", "KC", 3, NULL));
+    CHECK_OK (s_do_ack (fx->store, "exec-children", "KA", 1, NULL));
+    CHECK_OK (s_do_ack (fx->store, "exec-health", "KB", 2, NULL));
+    CHECK_OK (s_do_ack (fx->store, "exec-police", "KC", 3, NULL));
     sgmq_store_close (&fx->store);
     s_raw_flip (fx->dir, "acklog", 2, -1);      //  a byte of the key
     fx->store = s_open (fx->dir, &fx->opts);
@@ -2211,7 +2248,7 @@ test_map_cap_full (void **state)
     sgmq_store_record_t rec;
     CHECK_RC (sgmq_store_get (txn, 101, &rec), SGMQ_STORE_E_NOT_FOUND);
     uint64_t count;
-    CHECK_OK (sgmq_store_unacked_count (txn, "alice", &count));
+    CHECK_OK (sgmq_store_unacked_count (txn, "exec-children", &count));
     assert_int_equal (count, 100);
     sgmq_store_read_end (&txn);
     s_verify_ok (fx->store);
@@ -2294,7 +2331,7 @@ test_fn_abort (void **state)
     sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
     sgmq_store_record_t rec;
     CHECK_RC (sgmq_store_get (txn, 1, &rec), SGMQ_STORE_E_NOT_FOUND);
-    CHECK_OK (sgmq_store_unacked_count (txn, "alice", &count));
+    CHECK_OK (sgmq_store_unacked_count (txn, "exec-children", &count));
     assert_int_equal (count, 0);
     sgmq_store_read_end (&txn);
     //  the same seqs are handed out next time
@@ -2330,7 +2367,7 @@ test_backup (void **state)
 {
     fx_t *fx = *state;
     s_append_n (fx->store, 50, 25);
-    CHECK_OK (s_do_ack (fx->store, "alice", "KA", 7, NULL));
+    CHECK_OK (s_do_ack (fx->store, "exec-children", "KA", 7, NULL));
     char *dir = testutil_tmpdir ("store-backup");
     //  taken while a read txn is open: a consistent snapshot
     int rc;
@@ -2735,6 +2772,7 @@ main (void)
         T (test_iterate_in_write),
         T (test_idempotency),
         T (test_deliveries),
+        T (test_delivered_at_append),
         T (test_unacked_order),
         T (test_ack_log),
         T (test_tracking),
