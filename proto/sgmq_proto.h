@@ -534,6 +534,14 @@ int __attribute__ ((warn_unused_result))
     sgmq_proto_write (sgmq_proto_writer_t *self, const sgmq_cmd_t *cmd,
                       sgmq_proto_error_t *error);
 
+//  Promise that every `body_bytes` given to this writer is the output of
+//  sgmq_proto_encode_body, as is or read back from storage that
+//  authenticates it: the writer then embeds them without decoding them
+//  again, the larger part of the cost of writing a DELIVER or REPLAY-ITEM.
+//  Release builds only; with assertions on, the writer still checks.
+void
+    sgmq_proto_writer_trust_bodies (sgmq_proto_writer_t *self);
+
 //  Commands in the current frame.
 size_t
     sgmq_proto_writer_count (sgmq_proto_writer_t *self);

@@ -961,6 +961,47 @@ test_roundtrip_each (void **state)
     sgmq_proto_frame_destroy (&frame);
 }
 
+//  A writer that trusts body bytes writes exactly what a checking one
+//  writes; only release builds skip the check, so a bad body still fails
+//  where assertions are on.
+static void
+test_trusted_bodies (void **state)
+{
+    (void) state;
+    sgmq_cmd_t cmds [MAX_SAMPLES];
+    size_t n = sample_cmds (cmds, MAX_SAMPLES);
+    sgmq_proto_writer_t *checking = sgmq_proto_writer_new ();
+    sgmq_proto_writer_t *trusting = sgmq_proto_writer_new ();
+    sgmq_proto_writer_trust_bodies (trusting);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal (sgmq_proto_write (checking, &cmds [i], NULL), 0);
+        assert_int_equal (sgmq_proto_write (trusting, &cmds [i], NULL), 0);
+    }
+    assert_int_equal (sgmq_proto_writer_size (trusting),
+                      sgmq_proto_writer_size (checking));
+    assert_memory_equal (sgmq_proto_writer_data (trusting),
+                         sgmq_proto_writer_data (checking),
+                         sgmq_proto_writer_size (checking));
+
+    sgmq_cmd_t bad = { .cmd = SGMQ_CMD_DELIVER };
+    bad.u.deliver.seq = bad.u.deliver.attempt = 1;
+    bad.u.deliver.from = bad.u.deliver.agency = "x";
+    bad.u.deliver.groups = LIST (s_one_group);
+    bad.u.deliver.body.kind = SGMQ_KIND_ESCALATION;
+    bad.u.deliver.body_bytes = (const uint8_t *) "\x81\xa1x\x01";
+    bad.u.deliver.body_size = 4;
+    sgmq_proto_writer_reset (checking);
+    sgmq_proto_writer_reset (trusting);
+    assert_int_equal (sgmq_proto_write (checking, &bad, NULL), -2);
+#ifdef NDEBUG
+    assert_int_equal (sgmq_proto_write (trusting, &bad, NULL), 0);
+#else
+    assert_int_equal (sgmq_proto_write (trusting, &bad, NULL), -2);
+#endif
+    sgmq_proto_writer_destroy (&checking);
+    sgmq_proto_writer_destroy (&trusting);
+}
+
 static void
 test_roundtrip_batch (void **state)
 {
@@ -2366,6 +2407,7 @@ main (void)
         cmocka_unit_test (test_error_ids),
         cmocka_unit_test (test_roundtrip_each),
         cmocka_unit_test (test_roundtrip_batch),
+        cmocka_unit_test (test_trusted_bodies),
         cmocka_unit_test (test_decode_liberal_forms),
         cmocka_unit_test (test_canonical_body),
         cmocka_unit_test (test_body_errors),
