@@ -48,9 +48,13 @@ typedef struct {
     size_t body_size;
 } s_delivery_t;
 
+//  A pipelined publish not yet answered, with its encoded command, sent
+//  again (same id, same ref) on a new connection.
 typedef struct {
     uint64_t id;
     char ref [SGMQ_PROTO_MAX_NAME + 1];
+    size_t cmd_size;
+    uint8_t cmd [];
 } s_async_t;
 
 typedef struct {
@@ -90,8 +94,9 @@ struct _sgmq_client_t {
     s_delivery_t *current;
     sgmq_delivery_t delivery;
     //  Pipelined publishes
-    zlistx_t *in_flight;        //  s_async_t *
+    zlistx_t *in_flight;        //  s_async_t *, in the order sent
     zlistx_t *answers;          //  s_answer_t *
+    bool session_lost;          //  the broker answered "no session"
     //  Replay
     bool replaying;
 };
@@ -224,10 +229,14 @@ s_await_handshake (sgmq_client_t *self, sgmq_error_t *error)
 static int s_hello (sgmq_client_t *self, sgmq_error_t *error);
 static int s_subscribe (sgmq_client_t *self, uint64_t *backlog, sgmq_error_t *error);
 
+static int s_resend (sgmq_client_t *self, sgmq_error_t *error);
+
 static int
 s_connect (sgmq_client_t *self, sgmq_error_t *error)
 {
     s_disconnect (self);
+    //  What was queued goes after the HELLO, with everything unanswered.
+    sgmq_proto_writer_reset (self->batch);
     self->dealer = zsock_new (ZMQ_DEALER);
     self->monitor = zsock_new (ZMQ_PAIR);
     if (!self->dealer || !self->monitor)
@@ -261,7 +270,9 @@ s_connect (sgmq_client_t *self, sgmq_error_t *error)
         return -1;
     if (s_hello (self, error))
         return -1;
-    return self->subscribed ? s_subscribe (self, NULL, error) : 0;
+    if (self->subscribed && s_subscribe (self, NULL, error))
+        return -1;
+    return s_resend (self, error);
 }
 
 //  Send the writer's frame now. 0 or -1.
@@ -287,6 +298,25 @@ s_send_writer (sgmq_client_t *self, sgmq_proto_writer_t *writer, sgmq_error_t *e
     }
     self->last_out = zclock_mono ();
     return 0;
+}
+
+//  Send every unanswered pipelined publish again, in order, on a new
+//  session: the broker stores a ref once, so one that was stored before
+//  the connection went is confirmed again with its original seq.
+static int
+s_resend (sgmq_client_t *self, sgmq_error_t *error)
+{
+    self->session_lost = false;
+    sgmq_proto_writer_reset (self->batch);
+    for (s_async_t *a = zlistx_first (self->in_flight); a; a = zlistx_next (self->in_flight)) {
+        if ((sgmq_proto_writer_count (self->batch) >= S_BATCH_SEND
+             || sgmq_proto_writer_size (self->batch) + a->cmd_size > self->max_frame)
+        &&  s_send_writer (self, self->batch, error))
+            return -1;
+        if (sgmq_proto_write_encoded (self->batch, a->cmd, a->cmd_size))
+            return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
+    }
+    return s_send_writer (self, self->batch, error);
 }
 
 //  Encode one request and send it at once (after any queued publishes).
@@ -381,6 +411,12 @@ s_stash (sgmq_client_t *self, const sgmq_cmd_t *cmd)
     }
     if (cmd->cmd != SGMQ_CMD_CONFIRM && cmd->cmd != SGMQ_CMD_ERROR)
         return;
+    //  "No session" (the broker restarted under this connection): the
+    //  publish was not processed; it goes again after a new HELLO.
+    if (cmd->cmd == SGMQ_CMD_ERROR && cmd->u.error.code == SGMQ_E_BAD_REQUEST) {
+        self->session_lost = true;
+        return;
+    }
     s_async_t *async = s_async_take (self, cmd->id);
     if (!async)
         return;
@@ -729,26 +765,45 @@ sgmq_client_publish (sgmq_client_t *self, const char *ref, const sgmq_body_t *bo
     }
 }
 
+//  The connection (or the session) behind pipelined publishes was lost:
+//  connect again, a few times, which sends every unanswered publish again.
+static int
+s_recover (sgmq_client_t *self, sgmq_error_t *error)
+{
+    for (int attempt = 1; ; attempt++) {
+        if (s_connect (self, error) == 0)
+            return 0;
+        if (error->code == SGMQ_E_NOT_AUTHORISED || error->code == SGMQ_CLIENT_E_CERT
+        ||  attempt == S_PUBLISH_TRIES) {
+            //  No half-made connection left: the next call starts over.
+            s_disconnect (self);
+            return -1;
+        }
+    }
+}
+
 int
 sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
                           const sgmq_body_t *body, sgmq_error_t *error)
 {
     s_clear (error);
-    s_async_t *async = calloc (1, sizeof *async);
+    char own_ref [SGMQ_PROTO_MAX_NAME + 1];
+    if (!ref) {
+        s_make_ref (own_ref, sizeof own_ref);
+        ref = own_ref;
+    }
+    //  Room for the largest request first: once the command is in the
+    //  batch, it must be in in_flight too.
+    s_async_t *async = malloc (sizeof *async + SGMQ_PROTO_MAX_REQUEST);
     if (!async)
         return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
-    if (ref)
-        snprintf (async->ref, sizeof async->ref, "%s", ref);
-    else
-        s_make_ref (async->ref, sizeof async->ref);
-    async->id = s_new_id (self);
-    sgmq_cmd_t publish = { .cmd = SGMQ_CMD_PUBLISH, .id = async->id };
-    publish.u.publish.ref = async->ref;
+    sgmq_cmd_t publish = { .cmd = SGMQ_CMD_PUBLISH, .id = s_new_id (self) };
+    publish.u.publish.ref = ref;
     publish.u.publish.body = *body;
     sgmq_proto_error_t perror;
     int rc = sgmq_proto_write (self->batch, &publish, &perror);
     if (rc == -1) {
-        if (s_send_writer (self, self->batch, error)) {
+        if (s_send_writer (self, self->batch, error) && s_recover (self, error)) {
             free (async);
             return -1;
         }
@@ -758,14 +813,28 @@ sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
         free (async);
         return s_fail (error, perror.code, perror.field, "%s", perror.reason);
     }
-    zlistx_add_end (self->in_flight, async);
+    //  Kept encoded, to go again as it is if the connection is lost.
+    size_t size;
+    const uint8_t *cmd = sgmq_proto_writer_last (self->batch, &size);
+    assert (size <= SGMQ_PROTO_MAX_REQUEST);
+    async->id = publish.id;
+    snprintf (async->ref, sizeof async->ref, "%s", ref);
+    async->cmd_size = size;
+    memcpy (async->cmd, cmd, size);
+    s_async_t *fitted = realloc (async, sizeof *async + size);
+    zlistx_add_end (self->in_flight, fitted ? fitted : async);
     //  Send a batch once it is worth a frame, so that the broker commits
     //  one batch while the next is on its way (sent whole at _publish_wait,
     //  a window would make one commit at a time); and always before the
     //  frame could outgrow what this broker accepts.
+    //  It is queued now, whatever happens to the connection: a send that
+    //  fails is repaired here or by the next _publish_wait.
     if (sgmq_proto_writer_count (self->batch) >= S_BATCH_SEND
-    ||  sgmq_proto_writer_size (self->batch) + SGMQ_PROTO_MAX_REQUEST > self->max_frame)
-        return s_send_writer (self, self->batch, error);
+    ||  sgmq_proto_writer_size (self->batch) + SGMQ_PROTO_MAX_REQUEST > self->max_frame) {
+        sgmq_error_t ignored;
+        if (s_send_writer (self, self->batch, &ignored))
+            s_recover (self, &ignored);
+    }
     return 0;
 }
 
@@ -777,16 +846,23 @@ sgmq_client_publish_wait (sgmq_client_t *self, int timeout, sgmq_confirm_t *conf
     //  Send the batch only when there is no answer to hand back already:
     //  publishes queued while the caller consumes a burst of confirms then
     //  leave together, many per frame.
-    if (zlistx_size (self->answers) == 0 && s_send_writer (self, self->batch, error))
+    if (zlistx_size (self->answers) == 0 && !self->session_lost
+    &&  s_send_writer (self, self->batch, error) && s_recover (self, error))
         return -1;
     int64_t deadline = timeout < 0 ? -1 : zclock_mono () + timeout;
     while (zlistx_size (self->answers) == 0) {
         if (zlistx_size (self->in_flight) == 0)
             return s_fail (error, SGMQ_CLIENT_E_USAGE, NULL, "no publish in flight");
         const sgmq_cmd_t *cmd = NULL;
-        if (s_next (self, deadline, &cmd, error))
+        int rc = self->session_lost ? -1 : s_next (self, deadline, &cmd, error);
+        if (rc == 0) {
+            s_stash (self, cmd);
+            continue;
+        }
+        if (!self->session_lost && error->code != SGMQ_CLIENT_E_UNREACHABLE)
+            return -1;                  //  the caller's timeout
+        if (s_recover (self, error))
             return -1;
-        s_stash (self, cmd);
     }
     s_answer_t *answer = zlistx_first (self->answers);
     zlistx_detach_cur (self->answers);

@@ -110,15 +110,21 @@ int
 
 //  Pipelined publishing, for throughput: queue a publish (sent in batches
 //  of many per frame), and collect confirms as they come. _publish_send
-//  returns 0 or -1 (invalid body); it sends the batch once it holds 128
-//  publishes or the frame is nearly as big as the broker accepts, so the
-//  broker stores one batch while the next is on its way. _publish_wait
-//  sends what is queued when it has no answer to hand back, then waits up
-//  to `timeout` ms for the next confirm or refusal of a queued publish: 0
-//  with `confirm` filled (and `error->code` 0), or 0 with `error` set when
-//  the broker refused that publish (confirm->ref says which), or -1 on
-//  timeout or connection trouble. _in_flight counts queued publishes not
-//  yet answered.
+//  returns 0 once the publish is queued, or -1 when it is not (an invalid
+//  body; or a full batch that could not be sent, the broker unreachable);
+//  it sends the batch once it holds 128 publishes or the frame is nearly
+//  as big as the broker accepts, so the broker stores one batch while the
+//  next is on its way. _publish_wait sends what is queued when it has no
+//  answer to hand back, then waits up to `timeout` ms for the next confirm
+//  or refusal of a queued publish: 0 with `confirm` filled (and
+//  `error->code` 0), or 0 with `error` set when the broker refused that
+//  publish (confirm->ref says which), or -1 on timeout, or when the broker
+//  stays unreachable. A lost connection or session (the broker restarted)
+//  is repaired on the way: the client connects again (up to 3 tries, each
+//  within the client's timeout) and sends every unanswered publish again,
+//  in order, with its ref; one the broker had stored already is confirmed
+//  with its first seq (`duplicate` set), so each is stored exactly once.
+//  _in_flight counts queued publishes not yet answered.
 int
     sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
                               const sgmq_body_t *body, sgmq_error_t *error);

@@ -2511,6 +2511,7 @@ struct _sgmq_proto_writer_t {
     msgpack_sbuffer buffer;
     msgpack_packer pk;
     size_t count;
+    size_t last;                //  offset of the last command added
     bool trust_bodies;
 };
 
@@ -2613,6 +2614,33 @@ sgmq_proto_write (sgmq_proto_writer_t *self, const sgmq_cmd_t *cmd,
         return -1;
     }
     self->count++;
+    self->last = before;
+    return 0;
+}
+
+const uint8_t *
+sgmq_proto_writer_last (sgmq_proto_writer_t *self, size_t *size)
+{
+    assert (self);
+    assert (size);
+    *size = self->count ? self->buffer.size - self->last : 0;
+    return self->count ? (const uint8_t *) self->buffer.data + self->last : NULL;
+}
+
+int
+sgmq_proto_write_encoded (sgmq_proto_writer_t *self, const uint8_t *cmd, size_t size)
+{
+    assert (self);
+    assert (cmd && size);
+    if (self->count >= SGMQ_PROTO_MAX_COMMANDS
+    ||  self->buffer.size + size - S_HEAD_RESERVE + s_head_size (self->count + 1)
+        > SGMQ_PROTO_MAX_FRAME)
+        return -1;
+    size_t before = self->buffer.size;
+    if (msgpack_sbuffer_write (&self->buffer, (const char *) cmd, size))
+        return -2;
+    self->count++;
+    self->last = before;
     return 0;
 }
 

@@ -542,6 +542,20 @@ int __attribute__ ((warn_unused_result))
 void
     sgmq_proto_writer_trust_bodies (sgmq_proto_writer_t *self);
 
+//  The bytes of the command added last (NULL when the frame is empty),
+//  valid until the next call on this writer: copy them to send the same
+//  command again later, say after a reconnect.
+const uint8_t *
+    sgmq_proto_writer_last (sgmq_proto_writer_t *self, size_t *size);
+
+//  Append a command as bytes taken from _writer_last (of any writer): the
+//  caller vouches for them, as the writer checked them when it encoded
+//  them. Returns 0; -1 (frame unchanged) if the frame is full, as _write;
+//  -2 when out of memory.
+int __attribute__ ((warn_unused_result))
+    sgmq_proto_write_encoded (sgmq_proto_writer_t *self, const uint8_t *cmd,
+                              size_t size);
+
 //  Commands in the current frame.
 size_t
     sgmq_proto_writer_count (sgmq_proto_writer_t *self);

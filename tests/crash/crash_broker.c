@@ -5,7 +5,9 @@
     members, each a separate process with its own client:
 
       - police and health raise escalations (for exploitation and for
-        domestic abuse), which go to the Executive;
+        domestic abuse), which go to the Executive; police one at a time,
+        health pipelined (libsgmq's publish_send / publish_wait, which
+        sends what was not answered again after a restart);
       - the Rapid Review Working Group publishes learning alerts to the
         Executive and the exploitation sub-group, and a learning update
         for each alert it got confirmed;
@@ -101,6 +103,9 @@
 //  respond_by of the escalations: fixed before the fork, so a retried
 //  body is byte for byte the one first sent.
 #define S_RESPOND_IN_MS     (30ULL * 86400000)
+//  Publishes the pipelining publisher keeps in flight.
+#define S_PIPELINE          16
+#define S_PIPELINE_RATE     400
 
 //  --------------------------------------------------------------------------
 //  The cast
@@ -438,9 +443,85 @@ s_publish_sure (s_child_t *c, const char *ref, uint8_t expect)
     return confirm.seq;
 }
 
+//  Report a confirm of a pipelined publish (a refusal fails the test).
+static void
+s_confirmed (s_child_t *c, const sgmq_confirm_t *confirm, const sgmq_error_t *error)
+{
+    if (error->code)
+        s_child_fail (c, "publish %s refused: %d %s", confirm->ref, error->code,
+                      error->reason);
+    s_body_t body;
+    if (confirm->seq == 0 || s_body_for (confirm->ref, &body))
+        s_child_fail (c, "confirm of %s, seq %llu", confirm->ref,
+                      (unsigned long long) confirm->seq);
+    s_report_t r = {
+        .expect = S_EXECUTIVE, .duplicate = confirm->duplicate,
+        .kind = (uint8_t) body.body.kind, .count = 1, .seq = confirm->seq,
+        .time = confirm->time
+    };
+    snprintf (r.text, sizeof r.text, "%.*s", S_REF_SIZE - 1, confirm->ref);
+    s_report (c, S_R_CONFIRM, &r);
+}
+
+//  The health system pipelines its escalations (libsgmq's publish_send
+//  and publish_wait, S_PIPELINE in flight) and leaves the restarts to the
+//  library, which sends what was not answered again on a new session.
+static void __attribute__ ((noreturn))
+s_pipelined_publisher (s_child_t *c)
+{
+    s_child_connect (c);
+    uint64_t n = 0;
+    int64_t start = testutil_now_ms (), progress = start;
+    while (true) {
+        s_control (c);
+        bool stopping = c->stop_publishing || c->quit;
+        if (stopping && sgmq_client_in_flight (c->client) == 0)
+            break;
+        //  Paced, so that the members can still acknowledge everything in
+        //  the drain: S_PIPELINE_RATE a second, in bursts.
+        uint64_t allowed = (uint64_t) (testutil_now_ms () - start) * S_PIPELINE_RATE / 1000;
+        if (!stopping && n >= allowed && sgmq_client_in_flight (c->client) == 0) {
+            usleep (1000000 / S_PIPELINE_RATE);
+            continue;
+        }
+        sgmq_error_t error;
+        while (!stopping && n < allowed && sgmq_client_in_flight (c->client) < S_PIPELINE) {
+            char ref [S_REF_SIZE];
+            snprintf (ref, sizeof ref, "hlt-%llu", (unsigned long long) n + 1);
+            s_body_t body;
+            s_body_for (ref, &body);
+            if (sgmq_client_publish_send (c->client, ref, &body.body, &error)) {
+                if (!s_transient (error.code))
+                    s_child_fail (c, "publish_send %s: %d %s", ref, error.code,
+                                  error.reason);
+                break;                  //  not queued: the same ref next time
+            }
+            n++;
+        }
+        sgmq_confirm_t confirm;
+        if (sgmq_client_publish_wait (c->client, (int) testutil_ms (S_RECV_MS),
+                                      &confirm, &error) == 0) {
+            s_confirmed (c, &confirm, &error);
+            progress = testutil_now_ms ();
+        }
+        else
+        if (!s_transient (error.code) && error.code != SGMQ_CLIENT_E_USAGE)
+            s_child_fail (c, "publish_wait: %d %s", error.code, error.reason);
+        if (testutil_now_ms () - progress > testutil_ms (S_RETRY_MS))
+            s_child_fail (c, "no confirm for %lld ms: %d %s",
+                          (long long) testutil_ms (S_RETRY_MS), error.code, error.reason);
+    }
+    s_report (c, S_R_STOPPED, NULL);
+    sgmq_client_destroy (&c->client);
+    s_report (c, S_R_EXIT, NULL);
+    _exit (0);
+}
+
 static void __attribute__ ((noreturn))
 s_publisher (s_child_t *c)
 {
+    if (c->id == S_HEALTH)
+        s_pipelined_publisher (c);
     s_child_connect (c);
     for (uint64_t n = 1; ; n++) {
         s_control (c);
