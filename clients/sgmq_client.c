@@ -31,6 +31,8 @@
 #define S_RECONNECT_MAX     2000
 //  How long BYE may take to leave when the client closes.
 #define S_LINGER_MS         500
+//  The largest ACK command (name, id and seq at their largest).
+#define S_ACK_MAX           64
 //  Pipelined publishes per frame: enough to amortise CURVE and a broker
 //  turn, few enough that a window of them is several frames in flight.
 #define S_BATCH_SEND        128
@@ -48,10 +50,11 @@ typedef struct {
     size_t body_size;
 } s_delivery_t;
 
-//  A pipelined publish not yet answered, with its encoded command, sent
-//  again (same id, same ref) on a new connection.
+//  A pipelined publish or ack not yet answered, with its encoded command,
+//  sent again (same id, same ref) on a new connection.
 typedef struct {
     uint64_t id;
+    bool ack;                   //  an ACK; else a PUBLISH
     char ref [SGMQ_PROTO_MAX_NAME + 1];
     size_t cmd_size;
     uint8_t cmd [];
@@ -93,9 +96,11 @@ struct _sgmq_client_t {
     zlistx_t *deliveries;       //  s_delivery_t *, owned
     s_delivery_t *current;
     sgmq_delivery_t delivery;
-    //  Pipelined publishes
+    //  Pipelined publishes and acks
     zlistx_t *in_flight;        //  s_async_t *, in the order sent
-    zlistx_t *answers;          //  s_answer_t *
+    size_t acks_in_flight;      //  of which acks
+    zlistx_t *answers;          //  s_answer_t *, for publishes
+    sgmq_error_t ack_error;     //  first refusal of a pipelined ack
     bool session_lost;          //  the broker answered "no session"
     //  Replay
     bool replaying;
@@ -268,11 +273,11 @@ s_connect (sgmq_client_t *self, sgmq_error_t *error)
                        self->broker);
     if (s_await_handshake (self, error))
         return -1;
-    if (s_hello (self, error))
+    //  Unanswered acks before SUBSCRIBE: the broker then applies them
+    //  first and does not deliver those messages again.
+    if (s_hello (self, error) || s_resend (self, error))
         return -1;
-    if (self->subscribed && s_subscribe (self, NULL, error))
-        return -1;
-    return s_resend (self, error);
+    return self->subscribed ? s_subscribe (self, NULL, error) : 0;
 }
 
 //  Send the writer's frame now. 0 or -1.
@@ -385,13 +390,18 @@ s_delivery_copy (const sgmq_cmd_t *cmd)
     return d;
 }
 
-//  Find the pipelined publish with this id; NULL if none.
+//  The pipelined request with this id, taken out of in_flight if `take`;
+//  NULL if none. Answers come in order: the first is nearly always it.
 static s_async_t *
-s_async_take (sgmq_client_t *self, uint64_t id)
+s_async_find (sgmq_client_t *self, uint64_t id, bool take)
 {
     for (s_async_t *a = zlistx_first (self->in_flight); a; a = zlistx_next (self->in_flight))
         if (a->id == id) {
-            zlistx_detach_cur (self->in_flight);
+            if (take) {
+                zlistx_detach_cur (self->in_flight);
+                if (a->ack)
+                    self->acks_in_flight--;
+            }
             return a;
         }
     return NULL;
@@ -409,17 +419,25 @@ s_stash (sgmq_client_t *self, const sgmq_cmd_t *cmd)
             zlistx_add_end (self->deliveries, d);
         return;
     }
-    if (cmd->cmd != SGMQ_CMD_CONFIRM && cmd->cmd != SGMQ_CMD_ERROR)
+    if (cmd->cmd != SGMQ_CMD_CONFIRM && cmd->cmd != SGMQ_CMD_ACKED
+    &&  cmd->cmd != SGMQ_CMD_ERROR)
         return;
     //  "No session" (the broker restarted under this connection): the
-    //  publish was not processed; it goes again after a new HELLO.
-    if (cmd->cmd == SGMQ_CMD_ERROR && cmd->u.error.code == SGMQ_E_BAD_REQUEST) {
+    //  request was not processed; it goes again after a new HELLO.
+    bool lost = cmd->cmd == SGMQ_CMD_ERROR && cmd->u.error.code == SGMQ_E_BAD_REQUEST;
+    s_async_t *async = s_async_find (self, cmd->id, !lost);
+    if (!async)
+        return;
+    if (lost) {
         self->session_lost = true;
         return;
     }
-    s_async_t *async = s_async_take (self, cmd->id);
-    if (!async)
+    if (async->ack) {
+        if (cmd->cmd == SGMQ_CMD_ERROR && !self->ack_error.code)
+            s_fail_cmd (&self->ack_error, cmd);
+        free (async);
         return;
+    }
     s_answer_t *answer = calloc (1, sizeof *answer);
     if (answer) {
         snprintf (answer->confirm.ref, sizeof answer->confirm.ref, "%s", async->ref);
@@ -782,6 +800,82 @@ s_recover (sgmq_client_t *self, sgmq_error_t *error)
     }
 }
 
+//  Queue a request to be answered later: into the batch, and, encoded,
+//  into in_flight, to go again as it is if the connection is lost. The
+//  batch goes once it is worth a frame (so that the broker commits one
+//  batch while the next is on its way), and always before it could outgrow
+//  what this broker accepts. 0 once queued, or -1 (not queued).
+static int
+s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, size_t max_size,
+         sgmq_error_t *error)
+{
+    //  Room first: once the command is in the batch, it is in in_flight.
+    s_async_t *async = malloc (sizeof *async + max_size);
+    if (!async)
+        return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
+    cmd->id = s_new_id (self);
+    sgmq_proto_error_t perror;
+    int rc = sgmq_proto_write (self->batch, cmd, &perror);
+    if (rc == -1) {
+        if (s_send_writer (self, self->batch, error) && s_recover (self, error)) {
+            free (async);
+            return -1;
+        }
+        rc = sgmq_proto_write (self->batch, cmd, &perror);
+    }
+    if (rc) {
+        free (async);
+        return s_fail (error, perror.code, perror.field, "%s", perror.reason);
+    }
+    size_t size;
+    const uint8_t *bytes = sgmq_proto_writer_last (self->batch, &size);
+    assert (size <= max_size);
+    async->id = cmd->id;
+    async->ack = cmd->cmd == SGMQ_CMD_ACK;
+    snprintf (async->ref, sizeof async->ref, "%s", ref ? ref : "");
+    async->cmd_size = size;
+    memcpy (async->cmd, bytes, size);
+    if (async->ack)
+        self->acks_in_flight++;
+    s_async_t *fitted = realloc (async, sizeof *async + size);
+    zlistx_add_end (self->in_flight, fitted ? fitted : async);
+    //  Queued now, whatever happens to the connection: a send that fails
+    //  is repaired here or by the next call that waits.
+    if (sgmq_proto_writer_count (self->batch) >= S_BATCH_SEND
+    ||  sgmq_proto_writer_size (self->batch) + SGMQ_PROTO_MAX_REQUEST > self->max_frame) {
+        sgmq_error_t ignored;
+        if (s_send_writer (self, self->batch, &ignored))
+            s_recover (self, &ignored);
+    }
+    return 0;
+}
+
+//  Send what is queued; on connection trouble, recover. 0 or -1.
+static int
+s_flush (sgmq_client_t *self, sgmq_error_t *error)
+{
+    if (self->session_lost)
+        return s_recover (self, error);
+    return s_send_writer (self, self->batch, error) ? s_recover (self, error) : 0;
+}
+
+//  Wait for the next command from the broker and stash it, recovering a
+//  lost connection or session on the way. 0, or -1 on timeout or when the
+//  broker stays unreachable.
+static int
+s_await_async (sgmq_client_t *self, int64_t deadline, sgmq_error_t *error)
+{
+    const sgmq_cmd_t *cmd = NULL;
+    int rc = self->session_lost ? -1 : s_next (self, deadline, &cmd, error);
+    if (rc == 0) {
+        s_stash (self, cmd);
+        return 0;
+    }
+    if (!self->session_lost && error->code != SGMQ_CLIENT_E_UNREACHABLE)
+        return -1;                      //  the caller's timeout
+    return s_recover (self, error);
+}
+
 int
 sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
                           const sgmq_body_t *body, sgmq_error_t *error)
@@ -792,50 +886,10 @@ sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
         s_make_ref (own_ref, sizeof own_ref);
         ref = own_ref;
     }
-    //  Room for the largest request first: once the command is in the
-    //  batch, it must be in in_flight too.
-    s_async_t *async = malloc (sizeof *async + SGMQ_PROTO_MAX_REQUEST);
-    if (!async)
-        return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
-    sgmq_cmd_t publish = { .cmd = SGMQ_CMD_PUBLISH, .id = s_new_id (self) };
+    sgmq_cmd_t publish = { .cmd = SGMQ_CMD_PUBLISH };
     publish.u.publish.ref = ref;
     publish.u.publish.body = *body;
-    sgmq_proto_error_t perror;
-    int rc = sgmq_proto_write (self->batch, &publish, &perror);
-    if (rc == -1) {
-        if (s_send_writer (self, self->batch, error) && s_recover (self, error)) {
-            free (async);
-            return -1;
-        }
-        rc = sgmq_proto_write (self->batch, &publish, &perror);
-    }
-    if (rc) {
-        free (async);
-        return s_fail (error, perror.code, perror.field, "%s", perror.reason);
-    }
-    //  Kept encoded, to go again as it is if the connection is lost.
-    size_t size;
-    const uint8_t *cmd = sgmq_proto_writer_last (self->batch, &size);
-    assert (size <= SGMQ_PROTO_MAX_REQUEST);
-    async->id = publish.id;
-    snprintf (async->ref, sizeof async->ref, "%s", ref);
-    async->cmd_size = size;
-    memcpy (async->cmd, cmd, size);
-    s_async_t *fitted = realloc (async, sizeof *async + size);
-    zlistx_add_end (self->in_flight, fitted ? fitted : async);
-    //  Send a batch once it is worth a frame, so that the broker commits
-    //  one batch while the next is on its way (sent whole at _publish_wait,
-    //  a window would make one commit at a time); and always before the
-    //  frame could outgrow what this broker accepts.
-    //  It is queued now, whatever happens to the connection: a send that
-    //  fails is repaired here or by the next _publish_wait.
-    if (sgmq_proto_writer_count (self->batch) >= S_BATCH_SEND
-    ||  sgmq_proto_writer_size (self->batch) + SGMQ_PROTO_MAX_REQUEST > self->max_frame) {
-        sgmq_error_t ignored;
-        if (s_send_writer (self, self->batch, &ignored))
-            s_recover (self, &ignored);
-    }
-    return 0;
+    return s_queue (self, &publish, ref, SGMQ_PROTO_MAX_REQUEST, error);
 }
 
 int
@@ -846,22 +900,13 @@ sgmq_client_publish_wait (sgmq_client_t *self, int timeout, sgmq_confirm_t *conf
     //  Send the batch only when there is no answer to hand back already:
     //  publishes queued while the caller consumes a burst of confirms then
     //  leave together, many per frame.
-    if (zlistx_size (self->answers) == 0 && !self->session_lost
-    &&  s_send_writer (self, self->batch, error) && s_recover (self, error))
+    if (zlistx_size (self->answers) == 0 && s_flush (self, error))
         return -1;
     int64_t deadline = timeout < 0 ? -1 : zclock_mono () + timeout;
     while (zlistx_size (self->answers) == 0) {
-        if (zlistx_size (self->in_flight) == 0)
+        if (sgmq_client_in_flight (self) == 0)
             return s_fail (error, SGMQ_CLIENT_E_USAGE, NULL, "no publish in flight");
-        const sgmq_cmd_t *cmd = NULL;
-        int rc = self->session_lost ? -1 : s_next (self, deadline, &cmd, error);
-        if (rc == 0) {
-            s_stash (self, cmd);
-            continue;
-        }
-        if (!self->session_lost && error->code != SGMQ_CLIENT_E_UNREACHABLE)
-            return -1;                  //  the caller's timeout
-        if (s_recover (self, error))
+        if (s_await_async (self, deadline, error))
             return -1;
     }
     s_answer_t *answer = zlistx_first (self->answers);
@@ -876,7 +921,7 @@ sgmq_client_publish_wait (sgmq_client_t *self, int timeout, sgmq_confirm_t *conf
 size_t
 sgmq_client_in_flight (sgmq_client_t *self)
 {
-    return zlistx_size (self->in_flight);
+    return zlistx_size (self->in_flight) - self->acks_in_flight;
 }
 
 //  --------------------------------------------------------------------------
@@ -950,6 +995,9 @@ sgmq_client_recv (sgmq_client_t *self, int timeout, const sgmq_delivery_t **deli
             sgmq_cmd_t ping = { .cmd = SGMQ_CMD_PING, .id = s_new_id (self) };
             s_send (self, &ping, NULL);
         }
+        //  Acks queued by _ack_send leave before we wait.
+        if (sgmq_proto_writer_count (self->batch) && self->dealer)
+            s_send_writer (self, self->batch, NULL);
         int64_t wake = self->last_out + heartbeat;
         if (deadline >= 0 && deadline < wake)
             wake = deadline;
@@ -1006,6 +1054,40 @@ sgmq_client_ack (sgmq_client_t *self, uint64_t seq, bool *duplicate, sgmq_error_
     if (duplicate)
         *duplicate = answer->u.acked.duplicate;
     return 0;
+}
+
+int
+sgmq_client_ack_send (sgmq_client_t *self, uint64_t seq, sgmq_error_t *error)
+{
+    s_clear (error);
+    sgmq_cmd_t ack = { .cmd = SGMQ_CMD_ACK };
+    ack.u.ack.seq = seq;
+    return s_queue (self, &ack, NULL, S_ACK_MAX, error);
+}
+
+int
+sgmq_client_ack_flush (sgmq_client_t *self, int timeout, sgmq_error_t *error)
+{
+    s_clear (error);
+    if (s_flush (self, error))
+        return -1;
+    int64_t deadline = timeout < 0 ? -1 : zclock_mono () + timeout;
+    while (self->acks_in_flight > 0)
+        if (s_await_async (self, deadline, error))
+            return -1;
+    if (self->ack_error.code) {
+        if (error)
+            *error = self->ack_error;
+        s_clear (&self->ack_error);
+        return -1;
+    }
+    return 0;
+}
+
+size_t
+sgmq_client_acks_in_flight (sgmq_client_t *self)
+{
+    return self->acks_in_flight;
 }
 
 //  --------------------------------------------------------------------------

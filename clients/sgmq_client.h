@@ -171,6 +171,24 @@ int
     sgmq_client_ack (sgmq_client_t *self, uint64_t seq, bool *duplicate,
                      sgmq_error_t *error);
 
+//  Pipelined acknowledgement, for throughput (the counterpart of
+//  _publish_send): _ack_send queues an ack and returns 0 (or -1 when it
+//  could not be queued); queued acks leave many per frame, when 128 are
+//  queued, when _recv is about to wait, or at _ack_flush or any other
+//  request. _ack_flush sends what is queued and waits up to `timeout` ms
+//  until the broker has answered every queued ack (each is then on
+//  disk): 0; or -1 on timeout or when the broker stays unreachable; or -1
+//  with the first refusal since the last _ack_flush (SGMQ_E_NOT_FOUND: not
+//  one of your messages), the other acks standing. A lost connection or
+//  session is repaired as for publishes: unanswered acks go again (acking
+//  twice is harmless). _acks_in_flight counts the unanswered ones.
+int
+    sgmq_client_ack_send (sgmq_client_t *self, uint64_t seq, sgmq_error_t *error);
+int
+    sgmq_client_ack_flush (sgmq_client_t *self, int timeout, sgmq_error_t *error);
+size_t
+    sgmq_client_acks_in_flight (sgmq_client_t *self);
+
 //  For event loops: the socket (a zsock_t *) and its file descriptor
 //  (ZMQ_FD semantics: edge-triggered; when it signals, call _recv with
 //  timeout 0 until it times out).

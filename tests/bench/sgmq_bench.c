@@ -25,9 +25,9 @@
 
     Each figure is the median of --runs runs (default 3), printed with min
     and max; --json FILE writes everything (and the machine) for
-    tests/bench/compare.sh. Members are a small raw-protocol client here
-    (libsgmq's ack is synchronous; a real integration batches acks the same
-    way). Usage: sgmq-bench --help.
+    tests/bench/compare.sh. Members are a small raw-protocol client here,
+    one thread polling them all (for the 1,000-member shapes); they batch
+    acks as libsgmq's sgmq_client_ack_send does. Usage: sgmq-bench --help.
 
     Optional: SGMQ_BENCH_PERF=DIR records `perf record -g` of the broker
     during the measured part of the first run of each shape into DIR.

@@ -407,6 +407,56 @@ test_pipelined_publishes_survive_a_crash (void **state)
     s_cast_destroy (&c);
 }
 
+//  Pipelined acks: queued, sent many per frame, answered together; a
+//  refusal comes back from _ack_flush without undoing the others; acks
+//  queued across a crash go again on the new session.
+static void
+test_pipelined_acks (void **state)
+{
+    (void) state;
+    enum { COUNT = 40 };
+    s_cast_t *c = s_cast_new ("pipeacks", NULL);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
+    uint64_t seqs [COUNT];
+    for (int i = 0; i < COUNT; i++)
+        seqs [i] = e2e_escalate (police, "exploitation", "To acknowledge");
+    sgmq_error_t error;
+    //  The first half, and one seq that is nobody's.
+    for (int i = 0; i < COUNT / 2; i++) {
+        assert_int_equal (e2e_recv (exec1, 5000)->seq, seqs [i]);
+        assert_int_equal (sgmq_client_ack_send (exec1, seqs [i], &error), 0);
+    }
+    assert_int_equal (sgmq_client_ack_send (exec1, seqs [COUNT - 1] + 1000, &error), 0);
+    assert_int_equal (sgmq_client_acks_in_flight (exec1), COUNT / 2 + 1);
+    assert_int_equal (sgmq_client_ack_flush (exec1, (int) testutil_ms (5000), &error), -1);
+    assert_int_equal (error.code, SGMQ_E_NOT_FOUND);
+    assert_int_equal (sgmq_client_acks_in_flight (exec1), 0);
+    assert_int_equal (sgmq_client_ack_flush (exec1, (int) testutil_ms (5000), &error), 0);
+
+    //  The second half: queued, then the broker dies before they leave.
+    for (int i = COUNT / 2; i < COUNT; i++) {
+        assert_int_equal (e2e_recv (exec1, 5000)->seq, seqs [i]);
+        assert_int_equal (sgmq_client_ack_send (exec1, seqs [i], &error), 0);
+    }
+    e2e_kill (c->e2e);
+    assert_int_equal (e2e_start (c->e2e, NULL), 0);
+    int rc = sgmq_client_ack_flush (exec1, (int) testutil_ms (10000), &error);
+    if (rc)
+        fprintf (stderr, "ack_flush: %d %s\n", error.code, error.reason);
+    assert_int_equal (rc, 0);
+
+    //  All on disk: nothing pending, nothing delivered again.
+    s_items_t items = { .count = 0 };
+    assert_int_equal (sgmq_client_pending (exec1, SGMQ_SCOPE_MINE, false, s_collect,
+                                           &items, &error), 0);
+    assert_int_equal (items.count, 0);
+    assert_true (e2e_quiet (exec1, 300));
+    sgmq_client_destroy (&exec1);
+    sgmq_client_destroy (&police);
+    s_cast_destroy (&c);
+}
+
 static void
 test_redelivery_backs_off_then_flags (void **state)
 {
@@ -766,6 +816,7 @@ main (void)
         cmocka_unit_test (test_offline_member_catches_up_in_order),
         cmocka_unit_test (test_restart_loses_nothing_and_keeps_acks),
         cmocka_unit_test (test_pipelined_publishes_survive_a_crash),
+        cmocka_unit_test (test_pipelined_acks),
         cmocka_unit_test (test_redelivery_backs_off_then_flags),
         cmocka_unit_test (test_each_rule_is_refused_with_its_error),
         cmocka_unit_test (test_escalation_overdue_reminded_until_resolved),
