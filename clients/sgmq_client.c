@@ -33,6 +33,8 @@
 #define S_LINGER_MS         500
 //  The largest ACK command (name, id and seq at their largest).
 #define S_ACK_MAX           64
+//  How much a frame's array header can grow with one more command.
+#define S_HEAD_GROWTH       3
 //  Pipelined publishes per frame: enough to amortise CURVE and a broker
 //  turn, few enough that a window of them is several frames in flight.
 #define S_BATCH_SEND        128
@@ -55,6 +57,7 @@ typedef struct {
 typedef struct {
     uint64_t id;
     bool ack;                   //  an ACK; else a PUBLISH
+    uint64_t seq;               //  what an ACK acknowledges
     char ref [SGMQ_PROTO_MAX_NAME + 1];
     size_t cmd_size;
     uint8_t cmd [];
@@ -236,8 +239,22 @@ static int s_subscribe (sgmq_client_t *self, uint64_t *backlog, sgmq_error_t *er
 
 static int s_resend (sgmq_client_t *self, sgmq_error_t *error);
 
+//  Connect, handshake, HELLO, send what is unanswered, SUBSCRIBE again.
+//  On any failure, no half-made connection is left: the next call starts
+//  over (and sends everything unanswered then).
+static int s_connect_once (sgmq_client_t *self, sgmq_error_t *error);
+
 static int
 s_connect (sgmq_client_t *self, sgmq_error_t *error)
+{
+    if (s_connect_once (self, error) == 0)
+        return 0;
+    s_disconnect (self);
+    return -1;
+}
+
+static int
+s_connect_once (sgmq_client_t *self, sgmq_error_t *error)
 {
     s_disconnect (self);
     //  What was queued goes after the HELLO, with everything unanswered.
@@ -250,6 +267,11 @@ s_connect (sgmq_client_t *self, sgmq_error_t *error)
     if (sgmq_cert_apply_client (self->cert, handle, self->server_key))
         return s_fail (error, SGMQ_CLIENT_E_CERT, NULL, "cannot apply the CURVE keys");
     zsock_set_linger (self->dealer, S_LINGER_MS);
+    //  ZMTP heartbeats: a link that died silently (no FIN) is dropped by
+    //  libzmq, and the monitor's DISCONNECTED wakes a caller waiting for
+    //  answers, which then reconnects and sends them again.
+    zsock_set_heartbeat_ivl (self->dealer, self->timeout);
+    zsock_set_heartbeat_timeout (self->dealer, S_DEAD_HEARTBEATS * self->timeout);
     zsock_set_sndtimeo (self->dealer, self->timeout);
     zsock_set_reconnect_ivl (self->dealer, S_RECONNECT_IVL);
     zsock_set_reconnect_ivl_max (self->dealer, S_RECONNECT_MAX);
@@ -297,6 +319,10 @@ s_send_writer (sgmq_client_t *self, sgmq_proto_writer_t *writer, sgmq_error_t *e
     if (!frame || zframe_send (&frame, self->dealer, 0) != 0) {
         int why = zmq_errno ();
         zframe_destroy (&frame);
+        //  What was in the frame is lost with it: drop the connection too,
+        //  so that the next call connects again and sends every request
+        //  still unanswered (pipelined ones included) on the new session.
+        s_disconnect (self);
         return s_fail (error, SGMQ_CLIENT_E_UNREACHABLE, NULL,
                        "cannot send to %s: %s", self->broker,
                        why == EAGAIN ? "not connected" : zmq_strerror (why));
@@ -314,12 +340,17 @@ s_resend (sgmq_client_t *self, sgmq_error_t *error)
     self->session_lost = false;
     sgmq_proto_writer_reset (self->batch);
     for (s_async_t *a = zlistx_first (self->in_flight); a; a = zlistx_next (self->in_flight)) {
+        //  (+ S_HEAD_GROWTH: the frame's array header may grow by a byte
+        //  or two with one more command.)
         if ((sgmq_proto_writer_count (self->batch) >= S_BATCH_SEND
-             || sgmq_proto_writer_size (self->batch) + a->cmd_size > self->max_frame)
+             || sgmq_proto_writer_size (self->batch) + a->cmd_size + S_HEAD_GROWTH
+                > self->max_frame)
         &&  s_send_writer (self, self->batch, error))
             return -1;
         if (sgmq_proto_write_encoded (self->batch, a->cmd, a->cmd_size))
-            return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
+            return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL,
+                           "cannot queue request %llu again",
+                           (unsigned long long) a->id);
     }
     return s_send_writer (self, self->batch, error);
 }
@@ -433,8 +464,13 @@ s_stash (sgmq_client_t *self, const sgmq_cmd_t *cmd)
         return;
     }
     if (async->ack) {
-        if (cmd->cmd == SGMQ_CMD_ERROR && !self->ack_error.code)
+        if (cmd->cmd == SGMQ_CMD_ERROR && !self->ack_error.code) {
             s_fail_cmd (&self->ack_error, cmd);
+            char reason [sizeof self->ack_error.reason];
+            snprintf (reason, sizeof reason, "%s", self->ack_error.reason);
+            snprintf (self->ack_error.reason, sizeof self->ack_error.reason,
+                      "ack of %llu: %.200s", (unsigned long long) async->seq, reason);
+        }
         free (async);
         return;
     }
@@ -792,11 +828,8 @@ s_recover (sgmq_client_t *self, sgmq_error_t *error)
         if (s_connect (self, error) == 0)
             return 0;
         if (error->code == SGMQ_E_NOT_AUTHORISED || error->code == SGMQ_CLIENT_E_CERT
-        ||  attempt == S_PUBLISH_TRIES) {
-            //  No half-made connection left: the next call starts over.
-            s_disconnect (self);
+        ||  attempt == S_PUBLISH_TRIES)
             return -1;
-        }
     }
 }
 
@@ -829,16 +862,25 @@ s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, size_t max_size,
     }
     size_t size;
     const uint8_t *bytes = sgmq_proto_writer_last (self->batch, &size);
-    assert (size <= max_size);
+    s_async_t *fitted = realloc (async, sizeof *async + size);
+    if (fitted)
+        async = fitted;
+    if ((size > max_size && !fitted) || !zlistx_add_end (self->in_flight, async)) {
+        //  In the batch but not tracked: drop the batch and the connection;
+        //  everything tracked goes again on the next one.
+        free (async);
+        sgmq_proto_writer_reset (self->batch);
+        s_disconnect (self);
+        return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
+    }
     async->id = cmd->id;
     async->ack = cmd->cmd == SGMQ_CMD_ACK;
+    async->seq = async->ack ? cmd->u.ack.seq : 0;
     snprintf (async->ref, sizeof async->ref, "%s", ref ? ref : "");
     async->cmd_size = size;
     memcpy (async->cmd, bytes, size);
     if (async->ack)
         self->acks_in_flight++;
-    s_async_t *fitted = realloc (async, sizeof *async + size);
-    zlistx_add_end (self->in_flight, fitted ? fitted : async);
     //  Queued now, whatever happens to the connection: a send that fails
     //  is repaired here or by the next call that waits.
     if (sgmq_proto_writer_count (self->batch) >= S_BATCH_SEND

@@ -119,12 +119,17 @@ int
 //  or refusal of a queued publish: 0 with `confirm` filled (and
 //  `error->code` 0), or 0 with `error` set when the broker refused that
 //  publish (confirm->ref says which), or -1 on timeout, or when the broker
-//  stays unreachable. A lost connection or session (the broker restarted)
-//  is repaired on the way: the client connects again (up to 3 tries, each
-//  within the client's timeout) and sends every unanswered publish again,
-//  in order, with its ref; one the broker had stored already is confirmed
-//  with its first seq (`duplicate` set), so each is stored exactly once.
-//  _in_flight counts queued publishes not yet answered.
+//  stays unreachable. A lost connection or session (the broker restarted,
+//  or a link that went silent, found by ZMTP heartbeats) is repaired on
+//  the way: the client connects again and sends every unanswered publish
+//  again, in order, with its ref; one the broker had stored already is
+//  confirmed with its first seq (`duplicate` set), so each is stored
+//  exactly once. Repairing may block past `timeout`: up to 3 attempts,
+//  each up to a few client timeouts (handshake, HELLO, SUBSCRIBE). Any
+//  call that reconnects (these, _recv, the synchronous requests) sends
+//  the unanswered publishes and acks again. An open replay or report does
+//  not survive a reconnect. _in_flight counts queued publishes not yet
+//  answered.
 int
     sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
                               const sgmq_body_t *body, sgmq_error_t *error);
@@ -178,10 +183,12 @@ int
 //  request. _ack_flush sends what is queued and waits up to `timeout` ms
 //  until the broker has answered every queued ack (each is then on
 //  disk): 0; or -1 on timeout or when the broker stays unreachable; or -1
-//  with the first refusal since the last _ack_flush (SGMQ_E_NOT_FOUND: not
-//  one of your messages), the other acks standing. A lost connection or
-//  session is repaired as for publishes: unanswered acks go again (acking
-//  twice is harmless). _acks_in_flight counts the unanswered ones.
+//  with the first refusal since the last _ack_flush, its reason starting
+//  "ack of SEQ: " (SGMQ_E_NOT_FOUND: not one of your messages;
+//  SGMQ_E_UNAVAILABLE or SGMQ_E_STORAGE_FULL: not stored, ack it again
+//  later), the other acks standing. A lost connection or session is
+//  repaired as for publishes: unanswered acks go again (acking twice is
+//  harmless). _acks_in_flight counts the unanswered ones.
 int
     sgmq_client_ack_send (sgmq_client_t *self, uint64_t seq, sgmq_error_t *error);
 int

@@ -431,6 +431,10 @@ test_pipelined_acks (void **state)
     assert_int_equal (sgmq_client_acks_in_flight (exec1), COUNT / 2 + 1);
     assert_int_equal (sgmq_client_ack_flush (exec1, (int) testutil_ms (5000), &error), -1);
     assert_int_equal (error.code, SGMQ_E_NOT_FOUND);
+    char named [64];
+    snprintf (named, sizeof named, "ack of %llu: ",
+              (unsigned long long) seqs [COUNT - 1] + 1000);
+    assert_memory_equal (error.reason, named, strlen (named));
     assert_int_equal (sgmq_client_acks_in_flight (exec1), 0);
     assert_int_equal (sgmq_client_ack_flush (exec1, (int) testutil_ms (5000), &error), 0);
 
