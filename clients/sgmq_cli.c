@@ -60,7 +60,7 @@ static const s_opt_t s_client_opts [] = {
     { "broker", true, "broker endpoint (or SGMQ_BROKER)" },
     { "cert", true, "your secret cert file (or SGMQ_CERT)" },
     { "server-cert", true, "the broker's public cert (or SGMQ_SERVER_CERT)" },
-    { "connect-timeout", true, "seconds to wait for the broker (default 5)" },
+    { "connect-timeout", true, "seconds to wait for the broker (default 5; or SGMQ_CONNECT_TIMEOUT)" },
     { NULL, false, NULL }
 };
 
@@ -223,6 +223,19 @@ s_connect (const s_args_t *args, int *exit_code)
         return NULL;
     }
     uint64_t seconds = SGMQ_CLIENT_DEFAULT_TIMEOUT / 1000;
+    const char *env_seconds = getenv ("SGMQ_CONNECT_TIMEOUT");
+    if (env_seconds && *env_seconds && !s_get (args, "connect-timeout")) {
+        char *end;
+        errno = 0;
+        unsigned long long value = strtoull (env_seconds, &end, 10);
+        if (errno || *end || value < 1 || value > 3600) {
+            *exit_code = s_usage_error (args->command, "SGMQ_CONNECT_TIMEOUT must be "
+                                        "a number of seconds, 1 to 3600 (not '%s')",
+                                        env_seconds);
+            return NULL;
+        }
+        seconds = value;
+    }
     if (s_get_number (args, "connect-timeout", 1, 3600, &seconds)) {
         *exit_code = SGMQ_EXIT_USAGE;
         return NULL;

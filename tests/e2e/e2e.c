@@ -506,10 +506,11 @@ e2e_connect (e2e_t *self, const char *cert)
     return client;
 }
 
-//  The environment the CLI runs with: broker, server cert, own cert.
+//  The environment the CLI runs with: broker, server cert, own cert (none
+//  when `cert` is NULL), and its connect timeout scaled like the test's.
 typedef struct {
-    char broker [200], server [4200], own [4200], scale [64];
-    const char *env [6];
+    char broker [200], server [4200], own [4200], scale [64], timeout [64];
+    const char *env [7];
 } s_cli_env_t;
 
 static const char *const *
@@ -519,14 +520,17 @@ s_cli_env (e2e_t *self, const char *cert, s_cli_env_t *e)
     snprintf (e->server, sizeof e->server, "SGMQ_SERVER_CERT=%s", self->server_cert);
     snprintf (e->own, sizeof e->own, "SGMQ_CERT=%s", cert ? cert : "");
     snprintf (e->scale, sizeof e->scale, "SGMQ_TEST_SCALE=%g", testutil_scale ());
-    const char *env [] = { e->broker, e->server, e->own, e->scale, "PATH=/usr/bin:/bin", NULL };
-    memcpy (e->env, env, sizeof env);
-    //  Without a cert, leave SGMQ_CERT out.
-    if (!cert) {
-        e->env [2] = e->scale;
-        e->env [3] = "PATH=/usr/bin:/bin";
-        e->env [4] = NULL;
-    }
+    snprintf (e->timeout, sizeof e->timeout, "SGMQ_CONNECT_TIMEOUT=%lld",
+              (long long) (testutil_ms (SGMQ_CLIENT_DEFAULT_TIMEOUT) + 999) / 1000);
+    size_t n = 0;
+    e->env [n++] = e->broker;
+    e->env [n++] = e->server;
+    if (cert)
+        e->env [n++] = e->own;
+    e->env [n++] = e->scale;
+    e->env [n++] = e->timeout;
+    e->env [n++] = "PATH=/usr/bin:/bin";
+    e->env [n] = NULL;
     return e->env;
 }
 

@@ -195,6 +195,21 @@ test_connection_errors_have_their_codes (void **state)
     free (s_cli (f, NULL, NULL, SGMQ_EXIT_USAGE, &err, "whoami"));
     assert_non_null (strstr (err, "SGMQ_CERT"));
     free (err);
+    //  A connect timeout from the environment: a bad one is a usage error,
+    //  a good one is used (no broker: unreachable within it).
+    char broker [200], server [4200], cert [4200];
+    snprintf (broker, sizeof broker, "SGMQ_BROKER=%s", endpoint);
+    snprintf (server, sizeof server, "SGMQ_SERVER_CERT=%s", f->e2e->server_cert);
+    snprintf (cert, sizeof cert, "SGMQ_CERT=%s", f->police);
+    const char *argv [] = { e2e_cli_bin, "whoami", NULL };
+    const char *bad [] = { broker, server, cert, "SGMQ_CONNECT_TIMEOUT=soon", NULL };
+    assert_int_equal (e2e_run (argv, bad, NULL, NULL, &err, 20000), SGMQ_EXIT_USAGE);
+    assert_non_null (strstr (err, "SGMQ_CONNECT_TIMEOUT must be"));
+    free (err);
+    const char *good [] = { broker, server, cert, "SGMQ_CONNECT_TIMEOUT=1", NULL };
+    assert_int_equal (e2e_run (argv, good, NULL, NULL, &err, 20000), SGMQ_EXIT_UNREACHABLE);
+    assert_non_null (strstr (err, "within 1000 ms"));
+    free (err);
     assert_int_equal (e2e_start (f->e2e, NULL), 0);
     s_fixture_destroy (&f);
 }
