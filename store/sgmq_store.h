@@ -10,7 +10,7 @@
 
     Durability: all changes happen inside sgmq_store_write(), which runs the
     caller's function in ONE LMDB write transaction and commits it fully
-    synced (never MDB_NOSYNC or MDB_NOMETASYNC). When it returns 0, every
+    synced (never with LMDB's no-sync flags). When it returns 0, every
     change is on disk. Many publishes share one commit: that is the broker's
     group commit.
 
