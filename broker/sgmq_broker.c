@@ -950,9 +950,6 @@ s_strcmp_p (const void *a, const void *b)
     return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
-//  Store a message (a client's publish or the broker's reminder) whose
-//  kind, groups and canonical body are in `work`, and plan its live
-//  deliveries. 0, or a store error (fatal to the transaction).
 //  Whether a new message goes to this session now: it is subscribed, its
 //  window has room and it is not catching up from the store (then the
 //  message reaches it through the refill, in order).
@@ -964,6 +961,9 @@ s_takes_live (sgmq_broker_t *self, s_session_t *session)
         && session->s_inflight < session->s_window;
 }
 
+//  Store a message (a client's publish or the broker's reminder) whose
+//  kind, groups and canonical body are in `work`, and plan its live
+//  deliveries. 0, or a store error (fatal to the transaction).
 static int
 s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
                  const char *sender, const char *sender_key, const char *ref,

@@ -31,8 +31,6 @@
 #define S_RECONNECT_MAX     2000
 //  How long BYE may take to leave when the client closes.
 #define S_LINGER_MS         500
-//  The largest ACK command (name, id and seq at their largest).
-#define S_ACK_MAX           64
 //  How much a frame's array header can grow with one more command.
 #define S_HEAD_GROWTH       3
 //  Pipelined publishes per frame: enough to amortise CURVE and a broker
@@ -331,9 +329,10 @@ s_send_writer (sgmq_client_t *self, sgmq_proto_writer_t *writer, sgmq_error_t *e
     return 0;
 }
 
-//  Send every unanswered pipelined publish again, in order, on a new
-//  session: the broker stores a ref once, so one that was stored before
-//  the connection went is confirmed again with its original seq.
+//  Send every unanswered pipelined request again, in order, on a new
+//  session: the broker stores a ref once, so a publish stored before the
+//  connection went is confirmed again with its original seq; acking twice
+//  is harmless.
 static int
 s_resend (sgmq_client_t *self, sgmq_error_t *error)
 {
@@ -819,8 +818,8 @@ sgmq_client_publish (sgmq_client_t *self, const char *ref, const sgmq_body_t *bo
     }
 }
 
-//  The connection (or the session) behind pipelined publishes was lost:
-//  connect again, a few times, which sends every unanswered publish again.
+//  The connection (or the session) behind pipelined requests was lost:
+//  connect again, a few times, which sends every unanswered one again.
 static int
 s_recover (sgmq_client_t *self, sgmq_error_t *error)
 {
@@ -839,33 +838,22 @@ s_recover (sgmq_client_t *self, sgmq_error_t *error)
 //  batch while the next is on its way), and always before it could outgrow
 //  what this broker accepts. 0 once queued, or -1 (not queued).
 static int
-s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, size_t max_size,
-         sgmq_error_t *error)
+s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, sgmq_error_t *error)
 {
-    //  Room first: once the command is in the batch, it is in in_flight.
-    s_async_t *async = malloc (sizeof *async + max_size);
-    if (!async)
-        return s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
     cmd->id = s_new_id (self);
     sgmq_proto_error_t perror;
     int rc = sgmq_proto_write (self->batch, cmd, &perror);
     if (rc == -1) {
-        if (s_send_writer (self, self->batch, error) && s_recover (self, error)) {
-            free (async);
+        if (s_send_writer (self, self->batch, error) && s_recover (self, error))
             return -1;
-        }
         rc = sgmq_proto_write (self->batch, cmd, &perror);
     }
-    if (rc) {
-        free (async);
+    if (rc)
         return s_fail (error, perror.code, perror.field, "%s", perror.reason);
-    }
     size_t size;
     const uint8_t *bytes = sgmq_proto_writer_last (self->batch, &size);
-    s_async_t *fitted = realloc (async, sizeof *async + size);
-    if (fitted)
-        async = fitted;
-    if ((size > max_size && !fitted) || !zlistx_add_end (self->in_flight, async)) {
+    s_async_t *async = malloc (sizeof *async + size);
+    if (!async || !zlistx_add_end (self->in_flight, async)) {
         //  In the batch but not tracked: drop the batch and the connection;
         //  everything tracked goes again on the next one.
         free (async);
@@ -931,7 +919,7 @@ sgmq_client_publish_send (sgmq_client_t *self, const char *ref,
     sgmq_cmd_t publish = { .cmd = SGMQ_CMD_PUBLISH };
     publish.u.publish.ref = ref;
     publish.u.publish.body = *body;
-    return s_queue (self, &publish, ref, SGMQ_PROTO_MAX_REQUEST, error);
+    return s_queue (self, &publish, ref, error);
 }
 
 int
@@ -1104,7 +1092,7 @@ sgmq_client_ack_send (sgmq_client_t *self, uint64_t seq, sgmq_error_t *error)
     s_clear (error);
     sgmq_cmd_t ack = { .cmd = SGMQ_CMD_ACK };
     ack.u.ack.seq = seq;
-    return s_queue (self, &ack, NULL, S_ACK_MAX, error);
+    return s_queue (self, &ack, NULL, error);
 }
 
 int
