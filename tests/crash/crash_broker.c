@@ -411,6 +411,19 @@ s_child_connect (s_child_t *c)
     }
 }
 
+//  Tell the parent a publish is confirmed (on disk), after `tries`.
+static void
+s_report_confirm (s_child_t *c, const sgmq_confirm_t *confirm, sgmq_kind_t kind,
+                  uint8_t expect, uint32_t tries)
+{
+    s_report_t r = {
+        .expect = expect, .duplicate = confirm->duplicate, .kind = (uint8_t) kind,
+        .count = tries, .seq = confirm->seq, .time = confirm->time
+    };
+    snprintf (r.text, sizeof r.text, "%.*s", S_REF_SIZE - 1, confirm->ref);
+    s_report (c, S_R_CONFIRM, &r);
+}
+
 //  Publish `ref` until it is confirmed, then report the confirm.
 static uint64_t
 s_publish_sure (s_child_t *c, const char *ref, uint8_t expect)
@@ -437,13 +450,7 @@ s_publish_sure (s_child_t *c, const char *ref, uint8_t expect)
     if (strcmp (confirm.ref, ref) != 0 || confirm.seq == 0)
         s_child_fail (c, "confirm of %s names %s, seq %llu", ref, confirm.ref,
                       (unsigned long long) confirm.seq);
-    s_report_t r = {
-        .expect = expect, .duplicate = confirm.duplicate,
-        .kind = (uint8_t) body.body.kind, .count = tries, .seq = confirm.seq,
-        .time = confirm.time
-    };
-    snprintf (r.text, sizeof r.text, "%s", ref);
-    s_report (c, S_R_CONFIRM, &r);
+    s_report_confirm (c, &confirm, body.body.kind, expect, tries);
     return confirm.seq;
 }
 
@@ -458,13 +465,7 @@ s_confirmed (s_child_t *c, const sgmq_confirm_t *confirm, const sgmq_error_t *er
     if (confirm->seq == 0 || s_body_for (confirm->ref, &body))
         s_child_fail (c, "confirm of %s, seq %llu", confirm->ref,
                       (unsigned long long) confirm->seq);
-    s_report_t r = {
-        .expect = S_EXECUTIVE, .duplicate = confirm->duplicate,
-        .kind = (uint8_t) body.body.kind, .count = 1, .seq = confirm->seq,
-        .time = confirm->time
-    };
-    snprintf (r.text, sizeof r.text, "%.*s", S_REF_SIZE - 1, confirm->ref);
-    s_report (c, S_R_CONFIRM, &r);
+    s_report_confirm (c, confirm, body.body.kind, S_EXECUTIVE, 1);
 }
 
 //  The health system pipelines its escalations (libsgmq's publish_send

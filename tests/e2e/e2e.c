@@ -663,9 +663,8 @@ e2e_ledger_free (e2e_ledger_t *ledger)
     memset (ledger, 0, sizeof *ledger);
 }
 
-static int
-s_escalate (sgmq_client_t *client, const char *group, const char *title,
-            sgmq_confirm_t *confirm, sgmq_error_t *error)
+sgmq_body_t
+e2e_escalation (const char *group, const char *title)
 {
     sgmq_body_t body = { .kind = SGMQ_KIND_ESCALATION };
     body.u.escalation.group = group;
@@ -674,6 +673,14 @@ s_escalate (sgmq_client_t *client, const char *group, const char *title,
     body.u.escalation.severity = SGMQ_SEVERITY_HIGH;
     body.u.escalation.requested = "A decision from the Executive";
     body.u.escalation.respond_by = sgmq_time_now () + 7ULL * 86400000;
+    return body;
+}
+
+static int
+s_escalate (sgmq_client_t *client, const char *group, const char *title,
+            sgmq_confirm_t *confirm, sgmq_error_t *error)
+{
+    sgmq_body_t body = e2e_escalation (group, title);
     return sgmq_client_publish (client, NULL, &body, confirm, error);
 }
 

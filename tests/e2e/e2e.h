@@ -112,6 +112,11 @@ int
 char *
     e2e_log (e2e_t *self);
 
+//  An escalation body raised by `group` (strings are the caller's; the
+//  respond-by time is a week from now).
+sgmq_body_t
+    e2e_escalation (const char *group, const char *title);
+
 //  Publish an escalation raised by `group`; returns its seq (fails the
 //  test if refused).
 uint64_t

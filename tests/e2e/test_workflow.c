@@ -356,13 +356,7 @@ test_pipelined_publishes_survive_a_crash (void **state)
     assert_true (COUNT < 2 * BATCH);
     s_cast_t *c = s_cast_new ("pipeline", NULL);
     sgmq_client_t *police = e2e_connect (c->e2e, c->police);
-    sgmq_body_t body = { .kind = SGMQ_KIND_ESCALATION };
-    body.u.escalation.group = "exploitation";
-    body.u.escalation.title = "Pipelined escalation";
-    body.u.escalation.summary = "A summary of the concern, without names.";
-    body.u.escalation.severity = SGMQ_SEVERITY_MEDIUM;
-    body.u.escalation.requested = "A decision from the Executive";
-    body.u.escalation.respond_by = sgmq_time_now () + 7ULL * 86400000;
+    sgmq_body_t body = e2e_escalation ("exploitation", "Pipelined escalation");
     //  The first BATCH go at once (libsgmq sends a full batch), the next
     //  ones wait in the client, the broker dies, and more are queued: some
     //  are stored and maybe answered, some stored without an answer, some
