@@ -218,6 +218,29 @@ struct _s_session_t {
     uint32_t s_window;
 };
 
+//  Members that are behind (their windows full) are refilled from the
+//  store, each reading the same messages: one lookup and one body
+//  decryption per member. Stored messages never change, so the broker keeps
+//  what it read for delivery, by seq, direct-mapped (a slot holds the last
+//  seq that maps to it). Bodies over S_RECENT_MAX_BODY are not kept: that
+//  bounds the memory to S_RECENT_SLOTS * (S_RECENT_MAX_BODY + names), about
+//  18 MiB at worst, 3 MiB with 1 KiB bodies.
+#define S_RECENT_SLOTS      2048
+#define S_RECENT_MAX_BODY   4096
+
+typedef struct {
+    sgmq_store_record_t record; //  seq 0: empty; pointers into `data`
+    const char *groups [SGMQ_PROTO_MAX_GROUPS + 2];
+    uint8_t *data;              //  body, then the names
+    size_t capacity;
+} s_recent_t;
+
+//  Acks of the same escalation from every Executive member: only the first
+//  moves it on from RAISED, and a status never goes back, so the seqs known
+//  past RAISED (or not escalations) save the others a lookup. Direct-mapped
+//  like the recent messages; set only after the commit that made it true.
+#define S_SETTLED_SLOTS     4096
+
 //  A command (or broker-made message) that needs the store.
 typedef struct {
     s_session_t *session;       //  NULL for the broker's own messages
@@ -230,6 +253,7 @@ typedef struct {
     const char *field;
     uint64_t seq, time;
     bool duplicate;
+    bool settled;               //  an ack found no RAISED escalation at seq
     uint64_t backlog;
     //  Message content kept for live deliveries
     sgmq_kind_t kind;
@@ -290,6 +314,8 @@ struct _sgmq_broker_t {
     size_t due_count, due_capacity;
     zlistx_t *dirty;            //  sessions with output queued
     uint64_t gen;
+    s_recent_t *recent;         //  messages read for delivery, S_RECENT_SLOTS
+    uint64_t settled [S_SETTLED_SLOTS]; //  seqs with no RAISED escalation
     sgmq_proto_frame_t *body_frame; //  for decoding stored bodies
     sgmq_proto_writer_t *scratch_writer;
     //  Timers
@@ -1331,11 +1357,13 @@ s_ack (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
         if (found && session->s_inflight)
             session->s_inflight--;
     }
-    if (acked.duplicate || !s_is_executive (work->principal))
+    if (acked.duplicate || !s_is_executive (work->principal)
+    ||  self->settled [seq % S_SETTLED_SLOTS] == seq)
         return 0;
     //  The first Executive acknowledgement moves an escalation on.
     sgmq_store_escalation_t e;
     rc = sgmq_store_escalation_get (txn, seq, &e);
+    work->settled = rc == SGMQ_STORE_E_NOT_FOUND || rc == 0;
     if (rc == SGMQ_STORE_E_NOT_FOUND)
         return 0;
     if (rc == 0 && e.status == SGMQ_STORE_ESC_RAISED) {
@@ -1614,7 +1642,7 @@ s_batch (sgmq_store_txn_t *txn, void *arg)
         work->status = 0;
         work->field = NULL;
         work->reason [0] = 0;
-        work->duplicate = false;
+        work->duplicate = work->settled = false;
         work->seq = work->time = work->backlog = 0;
         switch (work->cmd->cmd) {
             case SGMQ_CMD_PUBLISH:   rc = s_publish (self, txn, work); break;
@@ -1684,29 +1712,106 @@ s_deliver_work (sgmq_broker_t *self, s_session_t *session, s_work_t *work,
     s_reply (self, session, &cmd);
 }
 
-static void
-s_deliver_stored (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session,
-                  uint64_t seq, uint32_t attempt)
+//  Keep a copy of `record` (read for a delivery) for the members that
+//  will want it next; the copy, or NULL if not kept.
+static const sgmq_store_record_t *
+s_recent_keep (sgmq_broker_t *self, const sgmq_store_record_t *record)
 {
-    sgmq_store_record_t record;
-    int rc = sgmq_store_get (txn, seq, &record);
-    if (rc) {
-        s_log (S_LOG_ERROR, "cannot read message %llu for delivery: %s",
-               (unsigned long long) seq, sgmq_store_strerror (rc));
-        return;
+    if (record->body_size > S_RECENT_MAX_BODY
+    ||  record->group_count > SGMQ_PROTO_MAX_GROUPS + 2)
+        return NULL;
+    if (!self->recent
+    &&  !(self->recent = calloc (S_RECENT_SLOTS, sizeof *self->recent)))
+        return NULL;
+    const char *names [3 + SGMQ_PROTO_MAX_GROUPS + 2] = {
+        record->sender, record->sender_key, record->kind
+    };
+    size_t name_count = 3 + record->group_count, need = record->body_size;
+    for (uint32_t i = 0; i < record->group_count; i++)
+        names [3 + i] = record->groups [i];
+    size_t lengths [3 + SGMQ_PROTO_MAX_GROUPS + 2];
+    for (size_t i = 0; i < name_count; i++)
+        need += (lengths [i] = strlen (names [i])) + 1;
+
+    s_recent_t *slot = &self->recent [record->seq % S_RECENT_SLOTS];
+    slot->record.seq = 0;
+    if (need > slot->capacity) {
+        uint8_t *data = realloc (slot->data, need);
+        if (!data)
+            return NULL;
+        slot->data = data;
+        slot->capacity = need;
+    }
+    memcpy (slot->data, record->body, record->body_size);
+    char *at = (char *) slot->data + record->body_size;
+    const char *copies [3 + SGMQ_PROTO_MAX_GROUPS + 2];
+    for (size_t i = 0; i < name_count; i++) {
+        memcpy (at, names [i], lengths [i] + 1);
+        copies [i] = at;
+        at += lengths [i] + 1;
+    }
+    for (uint32_t i = 0; i < record->group_count; i++)
+        slot->groups [i] = copies [3 + i];
+    slot->record = *record;
+    slot->record.sender = copies [0];
+    slot->record.sender_key = copies [1];
+    slot->record.kind = copies [2];
+    slot->record.groups = slot->groups;
+    slot->record.recipient_count = 0;   //  not kept: a DELIVER has none
+    slot->record.recipients = NULL;
+    slot->record.body = slot->data;
+    return &slot->record;
+}
+
+static void
+s_recent_destroy (sgmq_broker_t *self)
+{
+    for (size_t i = 0; self->recent && i < S_RECENT_SLOTS; i++)
+        free (self->recent [i].data);
+    free (self->recent);
+    self->recent = NULL;
+}
+
+//  Deliver stored message `seq`, from the recent copies or else the store
+//  (`*txn_p`, opened here when first needed). -1 if the store cannot be read.
+static int
+s_deliver_stored (sgmq_broker_t *self, sgmq_store_txn_t **txn_p,
+                  s_session_t *session, uint64_t seq, uint32_t attempt)
+{
+    const sgmq_store_record_t *record = NULL;
+    s_recent_t *slot = self->recent ? &self->recent [seq % S_RECENT_SLOTS] : NULL;
+    if (slot && slot->record.seq == seq)
+        record = &slot->record;
+    sgmq_store_record_t read;
+    if (!record) {
+        int rc = 0;
+        if (!*txn_p && !(*txn_p = sgmq_store_read (self->store, &rc))) {
+            s_log (S_LOG_ERROR, "cannot read the store: %s", sgmq_store_strerror (rc));
+            return -1;
+        }
+        rc = sgmq_store_get (*txn_p, seq, &read);
+        if (rc) {
+            s_log (S_LOG_ERROR, "cannot read message %llu for delivery: %s",
+                   (unsigned long long) seq, sgmq_store_strerror (rc));
+            return 0;
+        }
+        record = s_recent_keep (self, &read);
+        if (!record)
+            record = &read;
     }
     sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_DELIVER };
-    cmd.u.deliver.seq = record.seq;
-    cmd.u.deliver.time = record.time;
-    cmd.u.deliver.from = record.sender;
-    cmd.u.deliver.agency = s_agency_of (self, record.sender, record.sender_key);
-    cmd.u.deliver.groups = (sgmq_strlist_t) { record.group_count, record.groups };
+    cmd.u.deliver.seq = record->seq;
+    cmd.u.deliver.time = record->time;
+    cmd.u.deliver.from = record->sender;
+    cmd.u.deliver.agency = s_agency_of (self, record->sender, record->sender_key);
+    cmd.u.deliver.groups = (sgmq_strlist_t) { record->group_count, record->groups };
     cmd.u.deliver.attempt = attempt;
-    cmd.u.deliver.body.kind = (sgmq_kind_t) sgmq_proto_kind_parse (record.kind,
-                                                                   strlen (record.kind));
-    cmd.u.deliver.body_bytes = record.body;
-    cmd.u.deliver.body_size = record.body_size;
+    cmd.u.deliver.body.kind = (sgmq_kind_t) sgmq_proto_kind_parse (record->kind,
+                                                                   strlen (record->kind));
+    cmd.u.deliver.body_bytes = record->body;
+    cmd.u.deliver.body_size = record->body_size;
     s_reply (self, session, &cmd);
+    return 0;
 }
 
 static void
@@ -1753,6 +1858,8 @@ s_apply (sgmq_broker_t *self, int rc)
             answer.u.acked.seq = work->seq;
             answer.u.acked.time = work->time;
             answer.u.acked.duplicate = work->duplicate;
+            if (work->settled)
+                self->settled [work->seq % S_SETTLED_SLOTS] = work->seq;
             zlistx_t *list = s_sessions_of (self, session->name);
             for (s_session_t *s = list ? zlistx_first (list) : NULL; s;
                  s = zlistx_next (list))
@@ -1783,13 +1890,9 @@ s_apply (sgmq_broker_t *self, int rc)
             continue;
         if (fx->work)
             s_deliver_work (self, fx->session, fx->work, fx->attempt);
-        else {
-            if (!txn && !(txn = sgmq_store_read (self->store, &rc))) {
-                s_log (S_LOG_ERROR, "cannot read the store: %s", sgmq_store_strerror (rc));
-                break;
-            }
-            s_deliver_stored (self, txn, fx->session, fx->seq, fx->attempt);
-        }
+        else
+        if (s_deliver_stored (self, &txn, fx->session, fx->seq, fx->attempt))
+            break;
     }
     sgmq_store_read_end (&txn);
     //  Sessions that were due: their earliest redelivery has moved on.
@@ -3146,6 +3249,7 @@ sgmq_broker_destroy (sgmq_broker_t **self_p)
     free (self->due);
     sgmq_proto_frame_destroy (&self->body_frame);
     sgmq_proto_writer_destroy (&self->scratch_writer);
+    s_recent_destroy (self);
     //  Closing the store signs a final checkpoint of the chain head.
     sgmq_store_close (&self->store);
     if (self->lock >= 0)

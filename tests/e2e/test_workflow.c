@@ -254,6 +254,23 @@ test_fan_out_reaches_exactly_the_members (void **state)
     s_cast_destroy (&c);
 }
 
+//  Everything a delivery of an escalation carries, as one line.
+static void
+s_describe (const sgmq_delivery_t *d, char *out, size_t size)
+{
+    assert_int_equal (d->kind, SGMQ_KIND_ESCALATION);
+    const sgmq_escalation_t *e = &d->body.u.escalation;
+    int n = snprintf (out, size, "%llu %llu %s %s %u [%s] %s %s %s %d %s %llu %s",
+                      (unsigned long long) d->seq, (unsigned long long) d->time,
+                      d->from, d->agency, d->attempt,
+                      d->groups.count ? d->groups.items [0] : "", e->group,
+                      e->title, e->summary, (int) e->severity, e->requested,
+                      (unsigned long long) e->respond_by,
+                      e->case_ref ? e->case_ref : "-");
+    assert_true (n > 0 && (size_t) n < size);
+    assert_int_equal (d->groups.count, 1);
+}
+
 static void
 test_offline_member_catches_up_in_order (void **state)
 {
@@ -269,13 +286,33 @@ test_offline_member_catches_up_in_order (void **state)
     uint64_t backlog = 0;
     assert_int_equal (sgmq_client_subscribe (exec1, 2, &backlog, &error), 0);
     assert_int_equal (backlog, 5);
+    char seen [5][512];
     for (int i = 0; i < 5; i++) {
         const sgmq_delivery_t *d = e2e_recv (exec1, 5000);
         assert_int_equal (d->seq, seqs [i]);
+        assert_string_equal (d->from, "Police case system");
+        assert_string_equal (d->agency, "Metropolitan Police");
+        assert_string_equal (d->body.u.escalation.group, "exploitation");
+        assert_string_equal (d->body.u.escalation.title, "While you were away");
+        s_describe (d, seen [i], sizeof seen [i]);
         s_ack (exec1, d->seq);
+    }
+    //  The second member is served what the broker read for the first:
+    //  the same deliveries, in the same order.
+    sgmq_client_t *exec2 = e2e_connect (c->e2e, c->exec2);
+    assert_int_equal (sgmq_client_subscribe (exec2, 2, &backlog, &error), 0);
+    assert_int_equal (backlog, 5);
+    for (int i = 0; i < 5; i++) {
+        const sgmq_delivery_t *d = e2e_recv (exec2, 5000);
+        char again [512];
+        s_describe (d, again, sizeof again);
+        assert_string_equal (again, seen [i]);
+        s_ack (exec2, d->seq);
     }
     seqs [5] = e2e_escalate (police, "exploitation", "Live");
     assert_int_equal (e2e_recv (exec1, 5000)->seq, seqs [5]);
+    assert_int_equal (e2e_recv (exec2, 5000)->seq, seqs [5]);
+    sgmq_client_destroy (&exec2);
     sgmq_client_destroy (&exec1);
     sgmq_client_destroy (&police);
     s_cast_destroy (&c);
