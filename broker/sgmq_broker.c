@@ -222,9 +222,10 @@ struct _s_session_t {
 //  store, each reading the same messages: one lookup and one body
 //  decryption per member. Stored messages never change, so the broker keeps
 //  what it read for delivery, by seq, direct-mapped (a slot holds the last
-//  seq that maps to it). Bodies over S_RECENT_MAX_BODY are not kept: that
-//  bounds the memory to S_RECENT_SLOTS * (S_RECENT_MAX_BODY + names), about
-//  18 MiB at worst, 3 MiB with 1 KiB bodies.
+//  seq that maps to it), with the DELIVER encoded from it. Bodies over
+//  S_RECENT_MAX_BODY are not kept: that bounds the memory to
+//  S_RECENT_SLOTS * 2 * (S_RECENT_MAX_BODY + names), about 22 MiB at worst,
+//  5 MiB with 1 KiB bodies.
 #define S_RECENT_SLOTS      2048
 #define S_RECENT_MAX_BODY   4096
 
@@ -233,12 +234,18 @@ typedef struct {
     const char *groups [SGMQ_PROTO_MAX_GROUPS + 2];
     uint8_t *data;              //  body, then the names
     size_t capacity;
+    //  The DELIVER made from it for attempt `attempt` (0: none yet), the
+    //  same bytes for every member
+    uint8_t *deliver;
+    size_t deliver_size, deliver_capacity;
+    uint32_t attempt;
 } s_recent_t;
 
 //  Acks of the same escalation from every Executive member: only the first
 //  moves it on from RAISED, and a status never goes back, so the seqs known
 //  past RAISED (or not escalations) save the others a lookup. Direct-mapped
-//  like the recent messages; set only after the commit that made it true.
+//  like the recent messages; kept for good only after the commit that made
+//  it true, and meanwhile for the rest of the batch.
 #define S_SETTLED_SLOTS     4096
 
 //  A command (or broker-made message) that needs the store.
@@ -316,6 +323,7 @@ struct _sgmq_broker_t {
     uint64_t gen;
     s_recent_t *recent;         //  messages read for delivery, S_RECENT_SLOTS
     uint64_t settled [S_SETTLED_SLOTS]; //  seqs with no RAISED escalation
+    struct { uint64_t seq, gen; } settling [S_SETTLED_SLOTS]; //  this batch's
     sgmq_proto_frame_t *body_frame; //  for decoding stored bodies
     sgmq_proto_writer_t *scratch_writer;
     //  Timers
@@ -559,6 +567,9 @@ s_writer_new (void)
 }
 
 static void
+s_queued (sgmq_broker_t *self, s_session_t *session);
+
+static void
 s_reply (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd)
 {
     if (!session->out && !(session->out = s_writer_new ()))
@@ -575,6 +586,34 @@ s_reply (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd)
                sgmq_proto_cmd_name (cmd->cmd), session->name, error.reason);
         return;
     }
+    s_queued (self, session);
+}
+
+//  s_reply with a command already encoded (by sgmq_proto_write).
+static void
+s_reply_encoded (sgmq_broker_t *self, s_session_t *session,
+                 const uint8_t *cmd, size_t size)
+{
+    if (!session->out && !(session->out = s_writer_new ()))
+        return;
+    int rc = sgmq_proto_write_encoded (session->out, cmd, size);
+    if (rc == -1) {
+        s_send_frame (self, session);
+        rc = sgmq_proto_write_encoded (session->out, cmd, size);
+    }
+    if (rc != 0) {
+        s_log (S_LOG_ERROR, "out of memory queueing a delivery for \"%s\"",
+               session->name);
+        return;
+    }
+    s_queued (self, session);
+}
+
+//  A command was added to the session's frame: send the frame when it is
+//  big enough, else at the end of the turn.
+static void
+s_queued (sgmq_broker_t *self, s_session_t *session)
+{
     if (sgmq_proto_writer_size (session->out) >= S_SESSION_FRAME)
         s_send_frame (self, session);
     else
@@ -789,6 +828,9 @@ s_registry_rescan (sgmq_broker_t *self)
            sgmq_registry_size (registry), sgmq_registry_problem_count (registry));
     sgmq_registry_destroy (&self->registry);
     self->registry = registry;
+    //  A DELIVER names its sender's agency as the registry has it now.
+    for (size_t i = 0; self->recent && i < S_RECENT_SLOTS; i++)
+        self->recent [i].attempt = 0;
     //  Sessions whose key is gone, or whose name changed, end now.
     zlistx_t *gone = zlistx_new ();
     for (s_session_t *session = zhashx_first (self->sessions); session;
@@ -1357,13 +1399,19 @@ s_ack (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
         if (found && session->s_inflight)
             session->s_inflight--;
     }
+    size_t slot = seq % S_SETTLED_SLOTS;
     if (acked.duplicate || !s_is_executive (work->principal)
-    ||  self->settled [seq % S_SETTLED_SLOTS] == seq)
+    ||  self->settled [slot] == seq
+    ||  (self->settling [slot].seq == seq && self->settling [slot].gen == self->gen))
         return 0;
     //  The first Executive acknowledgement moves an escalation on.
     sgmq_store_escalation_t e;
     rc = sgmq_store_escalation_get (txn, seq, &e);
     work->settled = rc == SGMQ_STORE_E_NOT_FOUND || rc == 0;
+    if (work->settled) {
+        self->settling [slot].seq = seq;
+        self->settling [slot].gen = self->gen;
+    }
     if (rc == SGMQ_STORE_E_NOT_FOUND)
         return 0;
     if (rc == 0 && e.status == SGMQ_STORE_ESC_RAISED) {
@@ -1713,8 +1761,8 @@ s_deliver_work (sgmq_broker_t *self, s_session_t *session, s_work_t *work,
 }
 
 //  Keep a copy of `record` (read for a delivery) for the members that
-//  will want it next; the copy, or NULL if not kept.
-static const sgmq_store_record_t *
+//  will want it next; its slot, or NULL if not kept.
+static s_recent_t *
 s_recent_keep (sgmq_broker_t *self, const sgmq_store_record_t *record)
 {
     if (record->body_size > S_RECENT_MAX_BODY
@@ -1735,6 +1783,7 @@ s_recent_keep (sgmq_broker_t *self, const sgmq_store_record_t *record)
 
     s_recent_t *slot = &self->recent [record->seq % S_RECENT_SLOTS];
     slot->record.seq = 0;
+    slot->attempt = 0;
     if (need > slot->capacity) {
         uint8_t *data = realloc (slot->data, need);
         if (!data)
@@ -1760,16 +1809,65 @@ s_recent_keep (sgmq_broker_t *self, const sgmq_store_record_t *record)
     slot->record.recipient_count = 0;   //  not kept: a DELIVER has none
     slot->record.recipients = NULL;
     slot->record.body = slot->data;
-    return &slot->record;
+    return slot;
 }
 
 static void
 s_recent_destroy (sgmq_broker_t *self)
 {
-    for (size_t i = 0; self->recent && i < S_RECENT_SLOTS; i++)
+    for (size_t i = 0; self->recent && i < S_RECENT_SLOTS; i++) {
         free (self->recent [i].data);
+        free (self->recent [i].deliver);
+    }
     free (self->recent);
     self->recent = NULL;
+}
+
+//  The DELIVER of a stored message (pointing into `record`).
+static void
+s_deliver_cmd (sgmq_broker_t *self, const sgmq_store_record_t *record,
+               uint32_t attempt, sgmq_cmd_t *cmd)
+{
+    *cmd = (sgmq_cmd_t) { .cmd = SGMQ_CMD_DELIVER };
+    cmd->u.deliver.seq = record->seq;
+    cmd->u.deliver.time = record->time;
+    cmd->u.deliver.from = record->sender;
+    cmd->u.deliver.agency = s_agency_of (self, record->sender, record->sender_key);
+    cmd->u.deliver.groups = (sgmq_strlist_t) { record->group_count, record->groups };
+    cmd->u.deliver.attempt = attempt;
+    cmd->u.deliver.body.kind = (sgmq_kind_t) sgmq_proto_kind_parse (record->kind,
+                                                                    strlen (record->kind));
+    cmd->u.deliver.body_bytes = record->body;
+    cmd->u.deliver.body_size = record->body_size;
+}
+
+//  Encode the DELIVER of a recent copy for `attempt`, once; 0 or -1.
+static int
+s_recent_encode (sgmq_broker_t *self, s_recent_t *slot, uint32_t attempt)
+{
+    if (slot->attempt == attempt)
+        return 0;
+    slot->attempt = 0;
+    sgmq_cmd_t cmd;
+    s_deliver_cmd (self, &slot->record, attempt, &cmd);
+    sgmq_proto_writer_t *writer = self->scratch_writer;
+    sgmq_proto_writer_reset (writer);
+    size_t size;
+    const uint8_t *bytes;
+    if (sgmq_proto_write (writer, &cmd, NULL)
+    ||  !(bytes = sgmq_proto_writer_last (writer, &size)))
+        return -1;
+    if (size > slot->deliver_capacity) {
+        uint8_t *grown = realloc (slot->deliver, size);
+        if (!grown)
+            return -1;
+        slot->deliver = grown;
+        slot->deliver_capacity = size;
+    }
+    memcpy (slot->deliver, bytes, size);
+    slot->deliver_size = size;
+    slot->attempt = attempt;
+    return 0;
 }
 
 //  Deliver stored message `seq`, from the recent copies or else the store
@@ -1778,12 +1876,9 @@ static int
 s_deliver_stored (sgmq_broker_t *self, sgmq_store_txn_t **txn_p,
                   s_session_t *session, uint64_t seq, uint32_t attempt)
 {
-    const sgmq_store_record_t *record = NULL;
     s_recent_t *slot = self->recent ? &self->recent [seq % S_RECENT_SLOTS] : NULL;
-    if (slot && slot->record.seq == seq)
-        record = &slot->record;
     sgmq_store_record_t read;
-    if (!record) {
+    if (!slot || slot->record.seq != seq) {
         int rc = 0;
         if (!*txn_p && !(*txn_p = sgmq_store_read (self->store, &rc))) {
             s_log (S_LOG_ERROR, "cannot read the store: %s", sgmq_store_strerror (rc));
@@ -1795,21 +1890,14 @@ s_deliver_stored (sgmq_broker_t *self, sgmq_store_txn_t **txn_p,
                    (unsigned long long) seq, sgmq_store_strerror (rc));
             return 0;
         }
-        record = s_recent_keep (self, &read);
-        if (!record)
-            record = &read;
+        slot = s_recent_keep (self, &read);
     }
-    sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_DELIVER };
-    cmd.u.deliver.seq = record->seq;
-    cmd.u.deliver.time = record->time;
-    cmd.u.deliver.from = record->sender;
-    cmd.u.deliver.agency = s_agency_of (self, record->sender, record->sender_key);
-    cmd.u.deliver.groups = (sgmq_strlist_t) { record->group_count, record->groups };
-    cmd.u.deliver.attempt = attempt;
-    cmd.u.deliver.body.kind = (sgmq_kind_t) sgmq_proto_kind_parse (record->kind,
-                                                                   strlen (record->kind));
-    cmd.u.deliver.body_bytes = record->body;
-    cmd.u.deliver.body_size = record->body_size;
+    if (slot && s_recent_encode (self, slot, attempt) == 0) {
+        s_reply_encoded (self, session, slot->deliver, slot->deliver_size);
+        return 0;
+    }
+    sgmq_cmd_t cmd;
+    s_deliver_cmd (self, slot ? &slot->record : &read, attempt, &cmd);
     s_reply (self, session, &cmd);
     return 0;
 }
@@ -3148,7 +3236,7 @@ sgmq_broker_new (const char *config_path, char *error)
     self->dirty = zlistx_new ();
     self->closing = zlistx_new ();
     self->body_frame = sgmq_proto_frame_new ();
-    self->scratch_writer = sgmq_proto_writer_new ();
+    self->scratch_writer = s_writer_new ();
     self->internal = calloc (S_TIMERS_PER_TURN, sizeof *self->internal);
     self->internal_capacity = S_TIMERS_PER_TURN;
     if (!self->config_path || !self->sessions || !self->by_name || !self->dirty
