@@ -261,6 +261,7 @@ typedef struct {
     uint64_t seq, time;
     bool duplicate;
     bool settled;               //  an ack found no RAISED escalation at seq
+    bool keep_recent;           //  a subscribed recipient will read it back
     uint64_t backlog;
     //  Message content kept for live deliveries
     sgmq_kind_t kind;
@@ -1108,7 +1109,7 @@ s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
              session = zlistx_next (list)) {
             if (!s_takes_live (self, session)) {
                 if (session->s_subscribed)
-                    session->s_behind = true;
+                    session->s_behind = work->keep_recent = true;
                 continue;
             }
             if (s_effect (self, S_FX_DELIVER, session, work, work->seq, 1))
@@ -1690,7 +1691,7 @@ s_batch (sgmq_store_txn_t *txn, void *arg)
         work->status = 0;
         work->field = NULL;
         work->reason [0] = 0;
-        work->duplicate = work->settled = false;
+        work->duplicate = work->settled = work->keep_recent = false;
         work->seq = work->time = work->backlog = 0;
         switch (work->cmd->cmd) {
             case SGMQ_CMD_PUBLISH:   rc = s_publish (self, txn, work); break;
@@ -1810,6 +1811,22 @@ s_recent_keep (sgmq_broker_t *self, const sgmq_store_record_t *record)
     slot->record.recipients = NULL;
     slot->record.body = slot->data;
     return slot;
+}
+
+//  Keep a message just stored, for the recipients that are behind: they
+//  will read it back soon.
+static void
+s_recent_keep_work (sgmq_broker_t *self, const s_work_t *work)
+{
+    sgmq_store_record_t record = {
+        .seq = work->seq, .time = work->time,
+        .sender = sgmq_principal_name (work->principal),
+        .sender_key = sgmq_principal_key (work->principal),
+        .kind = sgmq_proto_kind_name (work->kind),
+        .group_count = work->group_count, .groups = work->groups,
+        .body = work->body, .body_size = work->body_size
+    };
+    s_recent_keep (self, &record);
 }
 
 static void
@@ -1939,6 +1956,8 @@ s_apply (sgmq_broker_t *self, int rc)
             s_log (S_LOG_DEBUG, "stored seq=%llu kind=%s from=\"%s\" size=%zu%s",
                    (unsigned long long) work->seq, sgmq_proto_kind_name (work->kind),
                    session->name, work->body_size, work->duplicate ? " duplicate" : "");
+            if (work->keep_recent)
+                s_recent_keep_work (self, work);
         }
         else
         if (work->cmd->cmd == SGMQ_CMD_ACK) {

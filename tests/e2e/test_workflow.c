@@ -312,6 +312,22 @@ test_offline_member_catches_up_in_order (void **state)
     seqs [5] = e2e_escalate (police, "exploitation", "Live");
     assert_int_equal (e2e_recv (exec1, 5000)->seq, seqs [5]);
     assert_int_equal (e2e_recv (exec2, 5000)->seq, seqs [5]);
+    //  A subscribed member whose window is full gets what was published
+    //  meanwhile (kept as it was stored) once it acks.
+    const char *titles [] = { "Behind 1", "Behind 2", "Behind 3" };
+    for (int i = 0; i < 3; i++)
+        e2e_escalate (police, "exploitation", titles [i]);
+    s_ack (exec2, seqs [5]);
+    for (int i = 0; i < 3; i++) {
+        const sgmq_delivery_t *d = e2e_recv (exec2, 5000);
+        assert_int_equal (d->seq, seqs [5] + 1 + (uint64_t) i);
+        assert_string_equal (d->from, "Police case system");
+        assert_string_equal (d->agency, "Metropolitan Police");
+        assert_int_equal (d->groups.count, 1);
+        assert_string_equal (d->body.u.escalation.group, "exploitation");
+        assert_string_equal (d->body.u.escalation.title, titles [i]);
+        s_ack (exec2, d->seq);
+    }
     sgmq_client_destroy (&exec2);
     sgmq_client_destroy (&exec1);
     sgmq_client_destroy (&police);
