@@ -262,6 +262,7 @@ struct _sgmq_store_txn_t {
     uint64_t first_seq;                 //  first appended here; 0: none
     bool ack_dirty;
     uint32_t iters;                     //  live iterators (programmer check)
+    MDB_cursor *pend;                   //  write txns: see s_pend_find
     //  Memory behind the structs filled by reads (see the header's
     //  ownership rule): one set per struct type.
     s_buf_t rec_strs, rec_ptrs, rec_body;
@@ -671,6 +672,22 @@ s_cursor_get (sgmq_store_txn_t *txn, MDB_cursor *cursor, MDB_val *key,
     if (rc == MDB_NOTFOUND)
         return SGMQ_STORE_E_NOT_FOUND;
     return rc ? s_fatal (txn, rc) : 0;
+}
+
+//  Find a pending delivery through the write txn's cursor on them (opened
+//  once per txn), so that updating or removing it needs no second search:
+//  mdb_cursor_put (MDB_CURRENT) or mdb_cursor_del on txn->pend.
+static int
+s_pend_find (sgmq_store_txn_t *txn, const uint8_t *dkey, size_t dsize,
+             MDB_val *val)
+{
+    if (!txn->pend) {
+        int rc = s_cursor (txn, S_DB_PEND, &txn->pend);
+        if (rc)
+            return rc;
+    }
+    MDB_val k = s_val (dkey, dsize);
+    return s_cursor_get (txn, txn->pend, &k, val, MDB_SET_KEY);
 }
 
 //  --------------------------------------------------------------------------
@@ -1528,6 +1545,7 @@ s_wtxn_begin (sgmq_store_t *self)
     txn->first_seq = 0;
     txn->ack_dirty = false;
     txn->iters = 0;
+    txn->pend = NULL;                   //  LMDB closed it with the last txn
     rc = s_head_load (txn, s_meta_head, &txn->head_seq, &txn->head_time,
                       txn->head_hash);
     if (!rc)
@@ -2320,7 +2338,7 @@ sgmq_store_delivered (sgmq_store_txn_t *txn, const char *recipient,
     size_t dsize = s_dkey (dkey, recipient, rlen, seq);
     MDB_val val;
     sgmq_store_delivery_t d;
-    rc = s_get (txn, S_DB_PEND, dkey, dsize, &val);
+    rc = s_pend_find (txn, dkey, dsize, &val);
     if (!rc)
         rc = s_pend_decode (&val, &d);
     if (rc)
@@ -2334,9 +2352,10 @@ sgmq_store_delivered (sgmq_store_txn_t *txn, const char *recipient,
     d.flagged = d.flagged || flag;
     uint8_t pend [S_PEND_SIZE];
     s_pend_encode (&d, pend);
-    rc = s_put (txn, S_DB_PEND, dkey, dsize, pend, sizeof pend, 0);
+    MDB_val k = s_val (dkey, dsize), v = s_val (pend, sizeof pend);
+    rc = mdb_cursor_put (txn->pend, &k, &v, MDB_CURRENT);
     if (rc)
-        return rc;
+        return s_fatal (txn, rc);
     if (out) {
         *out = d;
         s_copy_name (txn->del_recipient, (const uint8_t *) recipient, rlen);
@@ -2366,7 +2385,7 @@ sgmq_store_ack (sgmq_store_txn_t *txn, const char *recipient,
     size_t dsize = s_dkey (dkey, recipient, rlen, seq);
     MDB_val val;
     sgmq_store_delivery_t d;
-    rc = s_get (txn, S_DB_PEND, dkey, dsize, &val);
+    rc = s_pend_find (txn, dkey, dsize, &val);
     if (rc == SGMQ_STORE_E_NOT_FOUND) {
         //  Already acked: say so, write nothing. (Decode the key into a
         //  scratch buffer: a delivery filled earlier keeps its strings.)
@@ -2412,7 +2431,7 @@ sgmq_store_ack (sgmq_store_txn_t *txn, const char *recipient,
     uint8_t ekey [8];
     s_be64 (ekey, event);
 
-    rc = s_del (txn, S_DB_PEND, dkey, dsize);
+    rc = mdb_cursor_del (txn->pend, 0);
     if (!rc)
         rc = s_put (txn, S_DB_ACKD, dkey, dsize, ackd, (size_t) (p - ackd), 0);
     if (!rc)
