@@ -221,9 +221,10 @@ struct _s_session_t {
 //  Members that are behind (their windows full) are refilled from the
 //  store, each reading the same messages: one lookup and one body
 //  decryption per member. Stored messages never change, so the broker keeps
-//  what it read for delivery, by seq, direct-mapped (a slot holds the last
-//  seq that maps to it), with the DELIVER encoded from it. Bodies over
-//  S_RECENT_MAX_BODY are not kept: that bounds the memory to
+//  what it read for delivery, or stored while a subscribed recipient was
+//  behind, by seq, direct-mapped (a slot holds the last seq that maps to
+//  it), with the DELIVER encoded from it. Bodies over S_RECENT_MAX_BODY are
+//  not kept: with the protocol's limits on names that bounds the memory to
 //  S_RECENT_SLOTS * 2 * (S_RECENT_MAX_BODY + names), about 22 MiB at worst,
 //  5 MiB with 1 KiB bodies.
 #define S_RECENT_SLOTS      2048
@@ -322,7 +323,7 @@ struct _sgmq_broker_t {
     size_t due_count, due_capacity;
     zlistx_t *dirty;            //  sessions with output queued
     uint64_t gen;
-    s_recent_t *recent;         //  messages read for delivery, S_RECENT_SLOTS
+    s_recent_t *recent;         //  S_RECENT_SLOTS, made at first use
     uint64_t settled [S_SETTLED_SLOTS]; //  seqs with no RAISED escalation
     struct { uint64_t seq, gen; } settling [S_SETTLED_SLOTS]; //  this batch's
     sgmq_proto_frame_t *body_frame; //  for decoding stored bodies
