@@ -234,7 +234,7 @@ typedef struct {
     sgmq_store_record_t record; //  seq 0: empty; pointers into `data`
     const char *groups [SGMQ_PROTO_MAX_GROUPS + 2];
     uint8_t *data;              //  body, then the names
-    size_t capacity;
+    size_t capacity, used;
     //  The DELIVER made from it for attempt `attempt` (0: none yet), the
     //  same bytes for every member
     uint8_t *deliver;
@@ -1762,6 +1762,25 @@ s_deliver_work (sgmq_broker_t *self, s_session_t *session, s_work_t *work,
     s_reply (self, session, &cmd);
 }
 
+//  Make a slot's buffer ready for `need` bytes: what it held is wiped
+//  first (a plaintext body, or a DELIVER holding one). 0 or -1.
+static int
+s_recent_buffer (uint8_t **buffer, size_t *capacity, size_t *used, size_t need)
+{
+    if (*buffer)
+        sodium_memzero (*buffer, *used);
+    *used = 0;
+    if (need > *capacity) {
+        free (*buffer);
+        *capacity = 0;
+        if (!(*buffer = malloc (need)))
+            return -1;
+        *capacity = need;
+    }
+    *used = need;
+    return 0;
+}
+
 //  Keep a copy of `record` (read for a delivery) for the members that
 //  will want it next; its slot, or NULL if not kept.
 static s_recent_t *
@@ -1786,13 +1805,8 @@ s_recent_keep (sgmq_broker_t *self, const sgmq_store_record_t *record)
     s_recent_t *slot = &self->recent [record->seq % S_RECENT_SLOTS];
     slot->record.seq = 0;
     slot->attempt = 0;
-    if (need > slot->capacity) {
-        uint8_t *data = realloc (slot->data, need);
-        if (!data)
-            return NULL;
-        slot->data = data;
-        slot->capacity = need;
-    }
+    if (s_recent_buffer (&slot->data, &slot->capacity, &slot->used, need))
+        return NULL;
     memcpy (slot->data, record->body, record->body_size);
     char *at = (char *) slot->data + record->body_size;
     const char *copies [3 + SGMQ_PROTO_MAX_GROUPS + 2];
@@ -1834,8 +1848,12 @@ static void
 s_recent_destroy (sgmq_broker_t *self)
 {
     for (size_t i = 0; self->recent && i < S_RECENT_SLOTS; i++) {
-        free (self->recent [i].data);
-        free (self->recent [i].deliver);
+        s_recent_t *slot = &self->recent [i];
+        s_recent_buffer (&slot->data, &slot->capacity, &slot->used, 0);
+        s_recent_buffer (&slot->deliver, &slot->deliver_capacity,
+                         &slot->deliver_size, 0);
+        free (slot->data);
+        free (slot->deliver);
     }
     free (self->recent);
     self->recent = NULL;
@@ -1875,15 +1893,10 @@ s_recent_encode (sgmq_broker_t *self, s_recent_t *slot, uint32_t attempt)
     if (sgmq_proto_write (writer, &cmd, NULL)
     ||  !(bytes = sgmq_proto_writer_last (writer, &size)))
         return -1;
-    if (size > slot->deliver_capacity) {
-        uint8_t *grown = realloc (slot->deliver, size);
-        if (!grown)
-            return -1;
-        slot->deliver = grown;
-        slot->deliver_capacity = size;
-    }
+    if (s_recent_buffer (&slot->deliver, &slot->deliver_capacity,
+                         &slot->deliver_size, size))
+        return -1;
     memcpy (slot->deliver, bytes, size);
-    slot->deliver_size = size;
     slot->attempt = attempt;
     return 0;
 }
@@ -1896,7 +1909,7 @@ s_deliver_stored (sgmq_broker_t *self, sgmq_store_txn_t **txn_p,
 {
     s_recent_t *slot = self->recent ? &self->recent [seq % S_RECENT_SLOTS] : NULL;
     sgmq_store_record_t read;
-    if (!slot || slot->record.seq != seq) {
+    if (!slot || !seq || slot->record.seq != seq) {
         int rc = 0;
         if (!*txn_p && !(*txn_p = sgmq_store_read (self->store, &rc))) {
             s_log (S_LOG_ERROR, "cannot read the store: %s", sgmq_store_strerror (rc));
