@@ -2226,6 +2226,89 @@ test_map_full_grows (void **state)
     s_verify_ok (fx->store);
 }
 
+//  Appends (which add pending deliveries, splitting the pending tree's
+//  pages) interleaved in one transaction with deliveries and acks of the
+//  messages just before (which find the pending record once and update or
+//  remove it in place), in a map so small that the batch runs again.
+typedef struct {
+    size_t count;
+    int runs;
+} mixed_t;
+
+static int
+s_mixed_fn (sgmq_store_txn_t *txn, void *arg)
+{
+    mixed_t *mx = arg;
+    mx->runs++;
+    uint8_t body [KIB];
+    for (size_t i = 0; i < mx->count; i++) {
+        uint64_t head;
+        int rc = sgmq_store_head (txn, &head, NULL);
+        if (rc)
+            return 0;                   //  sticky: the store runs us again
+        memset (body, (int) (head + 1), sizeof body);
+        sgmq_store_msg_t m = s_msg ("");
+        m.body = body;
+        m.body_size = sizeof body;
+        sgmq_store_appended_t out;
+        if (sgmq_store_append (txn, &m, &out) || !head)
+            continue;
+        sgmq_store_acked_t acked;
+        if (sgmq_store_delivered (txn, "exec-children", head, false, NULL)
+        ||  sgmq_store_ack (txn, "exec-health", "KEYhealth", head, &acked)
+        ||  sgmq_store_delivered (txn, "exec-health", head, false, NULL)
+                != SGMQ_STORE_E_NOT_FOUND)
+            return 0;
+    }
+    return 0;
+}
+
+static void
+test_mixed_batch_grows (void **state)
+{
+    fx_t *fx = *state;
+    sgmq_store_close (&fx->store);
+    fx->opts.map_size = 256 * KIB;
+    fx->store = s_open (fx->dir, &fx->opts);
+    mixed_t mx = { .count = 1500 };
+    CHECK_OK (sgmq_store_write (fx->store, s_mixed_fn, &mx));
+    assert_true (mx.runs >= 2);
+    assert_int_equal (s_head (fx->store), 1500);
+
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+    assert_non_null (txn);
+    for (uint64_t seq = 1; seq <= 1500; seq++) {
+        sgmq_store_delivery_t d;
+        CHECK_OK (sgmq_store_delivery (txn, "exec-children", seq, &d));
+        assert_int_equal (d.state, seq < 1500 ? SGMQ_STORE_DELIVERED : SGMQ_STORE_PENDING);
+        assert_int_equal (d.count, seq < 1500 ? 1 : 0);
+        CHECK_OK (sgmq_store_delivery (txn, "exec-health", seq, &d));
+        assert_int_equal (d.state, seq < 1500 ? SGMQ_STORE_ACKED : SGMQ_STORE_PENDING);
+        CHECK_OK (sgmq_store_delivery (txn, "exec-police", seq, &d));
+        assert_int_equal (d.state, SGMQ_STORE_PENDING);
+        assert_int_equal (d.count, 0);
+    }
+    //  One ack event per ack, in order, none from the runs thrown away.
+    sgmq_store_ack_event_t ev;
+    uint64_t events = 0;
+    while (sgmq_store_ack_log_next (txn, events, &ev) == 0) {
+        events++;
+        assert_int_equal (ev.event, events);
+        assert_int_equal (ev.seq, events);
+        assert_string_equal (ev.recipient, "exec-health");
+    }
+    assert_int_equal (events, 1499);
+    //  What is left to deliver to the member that acked: the last only.
+    sgmq_store_delivery_t d;
+    CHECK_OK (sgmq_store_unacked_next (txn, "exec-health", 0, &d));
+    assert_int_equal (d.seq, 1500);
+    CHECK_RC (sgmq_store_unacked_next (txn, "exec-health", d.seq, &d),
+              SGMQ_STORE_E_NOT_FOUND);
+    sgmq_store_read_end (&txn);
+    s_verify_ok (fx->store);
+}
+
 static void
 test_map_cap_full (void **state)
 {
@@ -2789,6 +2872,7 @@ main (void)
         T (test_unknown_version),
         T (test_plaintext_not_on_disk),
         T (test_map_full_grows),
+        T (test_mixed_batch_grows),
         T (test_map_cap_full),
         cmocka_unit_test (test_disk_full),
         T (test_fn_abort),
