@@ -1743,22 +1743,49 @@ s_agency_of (sgmq_broker_t *self, const char *sender, const char *sender_key)
     return principal ? sgmq_principal_agency (principal) : "(no longer admitted)";
 }
 
+//  The DELIVER of a stored message (pointing into `record`).
+static void
+s_deliver_cmd (const sgmq_store_record_t *record, const char *agency,
+               uint32_t attempt, sgmq_cmd_t *cmd)
+{
+    *cmd = (sgmq_cmd_t) { .cmd = SGMQ_CMD_DELIVER };
+    cmd->u.deliver.seq = record->seq;
+    cmd->u.deliver.time = record->time;
+    cmd->u.deliver.from = record->sender;
+    cmd->u.deliver.agency = agency;
+    cmd->u.deliver.groups = (sgmq_strlist_t) { record->group_count, record->groups };
+    cmd->u.deliver.attempt = attempt;
+    cmd->u.deliver.body.kind = (sgmq_kind_t) sgmq_proto_kind_parse (record->kind,
+                                                                    strlen (record->kind));
+    cmd->u.deliver.body_bytes = record->body;
+    cmd->u.deliver.body_size = record->body_size;
+}
+
+//  A message this turn stored, as the store now holds it (pointing into
+//  `work`; no recipients).
+static void
+s_work_record (const s_work_t *work, sgmq_store_record_t *record)
+{
+    *record = (sgmq_store_record_t) {
+        .seq = work->seq, .time = work->time,
+        .sender = work->internal ? S_BROKER_NAME : sgmq_principal_name (work->principal),
+        .sender_key = work->internal ? "" : sgmq_principal_key (work->principal),
+        .kind = sgmq_proto_kind_name (work->kind),
+        .group_count = work->group_count, .groups = work->groups,
+        .body = work->body, .body_size = work->body_size
+    };
+}
+
 static void
 s_deliver_work (sgmq_broker_t *self, s_session_t *session, s_work_t *work,
                 uint32_t attempt)
 {
-    sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_DELIVER };
-    cmd.u.deliver.seq = work->seq;
-    cmd.u.deliver.time = work->time;
-    cmd.u.deliver.from = work->internal ? S_BROKER_NAME
-                                        : sgmq_principal_name (work->principal);
-    cmd.u.deliver.agency = work->internal ? S_BROKER_AGENCY
-                                          : sgmq_principal_agency (work->principal);
-    cmd.u.deliver.groups = (sgmq_strlist_t) { work->group_count, work->groups };
-    cmd.u.deliver.attempt = attempt;
-    cmd.u.deliver.body.kind = work->kind;
-    cmd.u.deliver.body_bytes = work->body;
-    cmd.u.deliver.body_size = work->body_size;
+    sgmq_store_record_t record;
+    s_work_record (work, &record);
+    sgmq_cmd_t cmd;
+    s_deliver_cmd (&record, work->internal ? S_BROKER_AGENCY
+                                           : sgmq_principal_agency (work->principal),
+                   attempt, &cmd);
     s_reply (self, session, &cmd);
 }
 
@@ -1833,14 +1860,8 @@ s_recent_keep (sgmq_broker_t *self, const sgmq_store_record_t *record)
 static void
 s_recent_keep_work (sgmq_broker_t *self, const s_work_t *work)
 {
-    sgmq_store_record_t record = {
-        .seq = work->seq, .time = work->time,
-        .sender = sgmq_principal_name (work->principal),
-        .sender_key = sgmq_principal_key (work->principal),
-        .kind = sgmq_proto_kind_name (work->kind),
-        .group_count = work->group_count, .groups = work->groups,
-        .body = work->body, .body_size = work->body_size
-    };
+    sgmq_store_record_t record;
+    s_work_record (work, &record);
     s_recent_keep (self, &record);
 }
 
@@ -1859,24 +1880,6 @@ s_recent_destroy (sgmq_broker_t *self)
     self->recent = NULL;
 }
 
-//  The DELIVER of a stored message (pointing into `record`).
-static void
-s_deliver_cmd (sgmq_broker_t *self, const sgmq_store_record_t *record,
-               uint32_t attempt, sgmq_cmd_t *cmd)
-{
-    *cmd = (sgmq_cmd_t) { .cmd = SGMQ_CMD_DELIVER };
-    cmd->u.deliver.seq = record->seq;
-    cmd->u.deliver.time = record->time;
-    cmd->u.deliver.from = record->sender;
-    cmd->u.deliver.agency = s_agency_of (self, record->sender, record->sender_key);
-    cmd->u.deliver.groups = (sgmq_strlist_t) { record->group_count, record->groups };
-    cmd->u.deliver.attempt = attempt;
-    cmd->u.deliver.body.kind = (sgmq_kind_t) sgmq_proto_kind_parse (record->kind,
-                                                                    strlen (record->kind));
-    cmd->u.deliver.body_bytes = record->body;
-    cmd->u.deliver.body_size = record->body_size;
-}
-
 //  Encode the DELIVER of a recent copy for `attempt`, once; 0 or -1.
 static int
 s_recent_encode (sgmq_broker_t *self, s_recent_t *slot, uint32_t attempt)
@@ -1885,7 +1888,9 @@ s_recent_encode (sgmq_broker_t *self, s_recent_t *slot, uint32_t attempt)
         return 0;
     slot->attempt = 0;
     sgmq_cmd_t cmd;
-    s_deliver_cmd (self, &slot->record, attempt, &cmd);
+    s_deliver_cmd (&slot->record, s_agency_of (self, slot->record.sender,
+                                               slot->record.sender_key),
+                   attempt, &cmd);
     sgmq_proto_writer_t *writer = self->scratch_writer;
     sgmq_proto_writer_reset (writer);
     size_t size;
@@ -1927,8 +1932,10 @@ s_deliver_stored (sgmq_broker_t *self, sgmq_store_txn_t **txn_p,
         s_reply_encoded (self, session, slot->deliver, slot->deliver_size);
         return 0;
     }
+    const sgmq_store_record_t *record = slot ? &slot->record : &read;
     sgmq_cmd_t cmd;
-    s_deliver_cmd (self, slot ? &slot->record : &read, attempt, &cmd);
+    s_deliver_cmd (record, s_agency_of (self, record->sender, record->sender_key),
+                   attempt, &cmd);
     s_reply (self, session, &cmd);
     return 0;
 }
