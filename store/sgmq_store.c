@@ -39,14 +39,16 @@
       tkey    u64 seq || u32 what -> u64 due: find a timer to move it
       ckpt    u64 seq -> time, hash, Ed25519 signature
 
-    Why so: one append costs one MDB_APPEND put (msgs, body sealed straight
-    into LMDB's page with MDB_RESERVE), one append-dup per tag and one put
-    per recipient, with no malloc; the chain heads and the time index are
-    written once per transaction. Queries drive from the most selective
-    index (the smallest tag list, else the seq range narrowed by the time
-    index) and never visit a message that index rules out. The chain heads
-    live in meta, not only in the last record, so deleting the newest
-    records is detected too.
+    Why so: one append costs one MDB_APPEND put (msgs), one append-dup per
+    tag and one put per recipient; the chain heads and the time index are
+    written once per transaction. Sealing the body and hashing it into the
+    chain, over half an append's CPU time, run on the store's own thread
+    while the writer goes on (see s_sealer_t); the msgs records go in
+    together when the txn next reads them or ends. Queries drive from the
+    most selective index (the smallest tag list, else the seq range
+    narrowed by the time index) and never visit a message that index rules
+    out. The chain heads live in meta, not only in the last record, so
+    deleting the newest records is detected too.
 
     Message record (msgs value): u8 version, u64 time, hash, prev hash,
     then the canonical region, exactly as hashed: u16 len sender, u16 len
@@ -80,6 +82,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -125,6 +128,12 @@
 //  this many times before giving up (one retry is always enough unless
 //  something else is wrong).
 #define S_BEGIN_RETRIES     2
+//  The sealer thread is woken once this many appends wait for it: waking
+//  it per append would cost the writer a syscall per message, and a batch
+//  smaller than this is sealed by the writer itself when it flushes.
+#define S_SEAL_WAKE         32
+//  Most jobs one claim takes (a run's copy of them is on the stack).
+#define S_SEAL_RUN          64
 //  Duplicate recipients: pairwise compare up to this many, sort above.
 #define S_DUP_LINEAR        8
 //  Idempotency key: sender \0 ref (255 + 1 + 255 = 511, which is also
@@ -229,6 +238,43 @@ typedef struct {
     uint8_t sign_sk [SGMQ_STORE_SIGN_SK_SIZE];
 } s_keys_t;
 
+//  An append whose record waits to be sealed and chain-hashed. `rec` is
+//  the whole msgs record, its body still in clear at `body_at` until the
+//  job runs (then the sealed body and MAC), its hash and prev unset.
+typedef struct {
+    uint8_t *rec;
+    size_t size;
+    uint64_t seq;
+    uint64_t time;
+    size_t canon_at, canon_size;
+    size_t body_at, body_size;
+} s_seal_t;
+
+//  Sealing and chain hashing are over half an append's CPU time and
+//  need nothing from LMDB, so they run beside the writer: it queues each
+//  record (s_seal_queue), a thread seals and hashes them in seq order,
+//  and the records go into msgs when the write txn next reads the chain
+//  (s_seal_flush). Jobs run in runs: whoever claims (the sealer thread,
+//  or the writer while it waits at a flush) takes every queued job and
+//  runs them in order, and nobody claims while a run is going, so the
+//  chain needs no other ordering and the lock is taken once per run.
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;                //  sealer thread: jobs to claim
+    pthread_cond_t done;                //  writer: a run finished
+    pthread_t thread;
+    bool started;                       //  thread runs (started lazily)
+    bool stop;                          //  thread: leave
+    bool idle;                          //  thread waits on `wake`
+    bool waiting;                       //  writer waits on `done`
+    bool busy;                          //  a claimed run is going
+    s_seal_t *jobs;                     //  this write txn's, in seq order
+    size_t count, alloc;
+    size_t next;                        //  first job not claimed
+    size_t finished;                    //  jobs run
+    uint8_t chain [S_HASH];             //  hash of the last job run
+} s_sealer_t;
+
 struct _sgmq_store_t {
     char *dir;
     char *data_path;                    //  dir/data.mdb, for messages
@@ -246,6 +292,7 @@ struct _sgmq_store_t {
     sgmq_store_txn_t *spare;            //  a reset read txn, to renew
     uint8_t nonces [S_NONCE_POOL];
     size_t nonce_at;                    //  next unused byte of `nonces`
+    s_sealer_t sealer;
 };
 
 struct _sgmq_store_txn_t {
@@ -775,6 +822,212 @@ sgmq_store_checkpoint_message (const sgmq_store_checkpoint_t *cp,
 }
 
 //  --------------------------------------------------------------------------
+//  Sealing beside the writer (see s_sealer_t)
+
+//  Hash and seal one queued record, `prev` being the hash before it.
+static void
+s_seal_run (sgmq_store_t *self, const s_seal_t *job, const uint8_t *prev)
+{
+    uint8_t *rec = job->rec;
+    uint8_t *hash = rec + S_MSG_HASH_AT;
+    uint8_t *body = rec + job->body_at;
+    memcpy (hash + S_HASH, prev, S_HASH);
+    s_msg_hash (prev, job->seq, job->time, rec + job->canon_at,
+                job->canon_size, body, job->body_size, hash);
+    uint8_t ad [S_BODY_AD_SIZE];
+    s_body_ad (ad, job->seq, self->key_id);
+    //  In place: the clear body becomes the sealed body and its MAC.
+    crypto_aead_xchacha20poly1305_ietf_encrypt (
+        body, NULL, body, job->body_size, ad, sizeof ad, NULL,
+        body - 4 - S_NONCE_SIZE, self->keys->storage);
+}
+
+//  Claim every queued job and run them, with the lock held on entry and
+//  exit. Only when no run is going, so jobs run in order. The writer may
+//  grow (move) `jobs` meanwhile, so the run works on a copy of its slice.
+static void
+s_seal_claim (sgmq_store_t *self, s_seal_t *run, size_t run_max)
+{
+    s_sealer_t *sealer = &self->sealer;
+    assert (!sealer->busy && sealer->next < sealer->count);
+    size_t n = sealer->count - sealer->next;
+    if (n > run_max)
+        n = run_max;
+    memcpy (run, sealer->jobs + sealer->next, n * sizeof *run);
+    sealer->next += n;
+    uint8_t prev [S_HASH];
+    memcpy (prev, sealer->chain, S_HASH);
+    sealer->busy = true;
+    pthread_mutex_unlock (&sealer->lock);
+    for (size_t i = 0; i < n; i++) {
+        s_seal_run (self, &run [i], prev);
+        memcpy (prev, run [i].rec + S_MSG_HASH_AT, S_HASH);
+    }
+    pthread_mutex_lock (&sealer->lock);
+    memcpy (sealer->chain, prev, S_HASH);
+    sealer->busy = false;
+    sealer->finished += n;
+    if (sealer->waiting)
+        pthread_cond_signal (&sealer->done);
+}
+
+static void *
+s_sealer_thread (void *arg)
+{
+    sgmq_store_t *self = arg;
+    s_sealer_t *sealer = &self->sealer;
+    s_seal_t run [S_SEAL_RUN];
+    pthread_mutex_lock (&sealer->lock);
+    while (!sealer->stop) {
+        if (!sealer->busy && sealer->next < sealer->count)
+            s_seal_claim (self, run, S_SEAL_RUN);
+        else {
+            sealer->idle = true;
+            pthread_cond_wait (&sealer->wake, &sealer->lock);
+            sealer->idle = false;
+        }
+    }
+    pthread_mutex_unlock (&sealer->lock);
+    return NULL;
+}
+
+static void
+s_sealer_init (sgmq_store_t *self)
+{
+    s_sealer_t *sealer = &self->sealer;
+    pthread_mutex_init (&sealer->lock, NULL);
+    pthread_cond_init (&sealer->wake, NULL);
+    pthread_cond_init (&sealer->done, NULL);
+}
+
+static void
+s_sealer_destroy (sgmq_store_t *self)
+{
+    s_sealer_t *sealer = &self->sealer;
+    if (sealer->started) {
+        pthread_mutex_lock (&sealer->lock);
+        sealer->stop = true;
+        pthread_cond_signal (&sealer->wake);
+        pthread_mutex_unlock (&sealer->lock);
+        pthread_join (sealer->thread, NULL);
+    }
+    assert (sealer->count == 0);
+    free (sealer->jobs);
+    pthread_cond_destroy (&sealer->done);
+    pthread_cond_destroy (&sealer->wake);
+    pthread_mutex_destroy (&sealer->lock);
+}
+
+//  Queue an append's record (the caller has filled all but hash, prev and
+//  the sealed body). The first job of a txn chains from its head. On
+//  ENOMEM the caller still owns `rec`.
+static int
+s_seal_queue (sgmq_store_txn_t *txn, const s_seal_t *job)
+{
+    sgmq_store_t *self = txn->store;
+    s_sealer_t *sealer = &self->sealer;
+    pthread_mutex_lock (&sealer->lock);
+    int rc = 0;
+    if (sealer->count == sealer->alloc) {
+        size_t alloc = sealer->alloc ? sealer->alloc * 2 : 64;
+        s_seal_t *jobs = realloc (sealer->jobs, alloc * sizeof *jobs);
+        if (jobs) {
+            sealer->jobs = jobs;
+            sealer->alloc = alloc;
+        }
+        else
+            rc = ENOMEM;
+    }
+    if (!rc) {
+        if (sealer->count == 0)
+            memcpy (sealer->chain, txn->head_hash, S_HASH);
+        sealer->jobs [sealer->count++] = *job;
+        //  No thread (it could not start): the writer seals at flush.
+        if (!sealer->started && !sealer->stop)
+            sealer->started = pthread_create (&sealer->thread, NULL,
+                                              s_sealer_thread, self) == 0;
+        if (sealer->idle && sealer->count - sealer->next >= S_SEAL_WAKE)
+            pthread_cond_signal (&sealer->wake);
+    }
+    pthread_mutex_unlock (&sealer->lock);
+    return rc;
+}
+
+//  Writer: wait for the run going to finish.
+static void
+s_seal_wait (s_sealer_t *sealer)
+{
+    sealer->waiting = true;
+    pthread_cond_wait (&sealer->done, &sealer->lock);
+    sealer->waiting = false;
+}
+
+//  Wait until no job runs, then stop the rest from being claimed. Returns
+//  the number of jobs that ran.
+static size_t
+s_seal_settle (s_sealer_t *sealer)
+{
+    while (sealer->busy)
+        s_seal_wait (sealer);
+    sealer->next = sealer->count;
+    return sealer->finished;
+}
+
+//  Forget this txn's jobs (the records that did not reach msgs), wiping
+//  any still in clear. Every write txn ends with this.
+static void
+s_seal_discard (sgmq_store_t *self)
+{
+    s_sealer_t *sealer = &self->sealer;
+    pthread_mutex_lock (&sealer->lock);
+    size_t ran = s_seal_settle (sealer);
+    for (size_t i = 0; i < sealer->count; i++) {
+        if (i >= ran)
+            sodium_memzero (sealer->jobs [i].rec, sealer->jobs [i].size);
+        free (sealer->jobs [i].rec);
+    }
+    sealer->count = sealer->next = sealer->finished = 0;
+    pthread_mutex_unlock (&sealer->lock);
+}
+
+//  Seal what is still queued (with the thread, or alone if it sleeps),
+//  then put every record into msgs and move the txn's chain head. After
+//  this the txn reads msgs and its head as if each append had written
+//  them itself.
+static int
+s_seal_flush (sgmq_store_txn_t *txn)
+{
+    sgmq_store_t *self = txn->store;
+    s_sealer_t *sealer = &self->sealer;
+    if (sealer->count == 0)             //  only the writer adds jobs
+        return 0;
+    s_seal_t run [S_SEAL_RUN];
+    pthread_mutex_lock (&sealer->lock);
+    while (sealer->finished < sealer->count) {
+        if (!sealer->busy && sealer->next < sealer->count)
+            s_seal_claim (self, run, S_SEAL_RUN);
+        else
+            s_seal_wait (sealer);
+    }
+    memcpy (txn->head_hash, sealer->chain, S_HASH);
+    pthread_mutex_unlock (&sealer->lock);
+
+    int rc = 0;
+    for (size_t i = 0; i < sealer->count && !rc; i++) {
+        const s_seal_t *job = &sealer->jobs [i];
+        uint8_t seq_be [8];
+        s_be64 (seq_be, job->seq);
+        MDB_val key = s_val (seq_be, 8), val = s_val (job->rec, job->size);
+        rc = mdb_put (txn->txn, self->dbi [S_DB_MSGS], &key, &val,
+                      MDB_APPEND);
+        if (rc)
+            rc = s_fatal_append (txn, rc);
+    }
+    s_seal_discard (self);              //  stored (or the txn is dead)
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  Message records
 
 static int
@@ -929,9 +1182,12 @@ s_msg_fill (sgmq_store_txn_t *txn, uint64_t seq, const s_msg_t *m,
 static int
 s_msg_lookup (sgmq_store_txn_t *txn, uint64_t seq, MDB_val *val, s_msg_t *m)
 {
+    int rc = txn->write ? s_seal_flush (txn) : 0;
+    if (rc)
+        return rc;
     uint8_t key [8];
     s_be64 (key, seq);
-    int rc = s_get (txn, S_DB_MSGS, key, sizeof key, val);
+    rc = s_get (txn, S_DB_MSGS, key, sizeof key, val);
     if (!rc)
         rc = s_msg_parse (val, m);
     return rc;
@@ -1436,6 +1692,7 @@ sgmq_store_open (const char *dir, const sgmq_store_options_t *options,
     rc = s_env_open (self, map_size, why, why_size);
     if (rc)
         goto out_free_self;
+    s_sealer_init (self);
     *rc_p = 0;
     return self;
 
@@ -1467,6 +1724,7 @@ sgmq_store_close (sgmq_store_t **self_p)
         int rc = sgmq_store_checkpoint (self);
         (void) rc;
     }
+    s_sealer_destroy (self);
     s_env_close (self);
     s_txn_free_buffers (self->wtxn);
     free (self->wtxn);
@@ -1569,8 +1827,8 @@ static int
 s_wtxn_finish (sgmq_store_txn_t *txn)
 {
     sgmq_store_t *self = txn->store;
-    int rc = 0;
-    if (txn->first_seq) {
+    int rc = s_seal_flush (txn);
+    if (!rc && txn->first_seq) {
         uint8_t key [S_TIME_KEY_SIZE];
         s_be64 (key, txn->time);
         s_be64 (key + 8, txn->first_seq);
@@ -1611,6 +1869,7 @@ sgmq_store_write (sgmq_store_t *self, sgmq_store_write_fn *fn, void *arg)
         rc = txn->fatal;
         if (!rc && user == 0)
             rc = s_wtxn_finish (txn);
+        s_seal_discard (self);          //  what finish did not store dies
         if (!rc && user != 0) {
             mdb_txn_abort (txn->txn);
             txn->txn = NULL;
@@ -1873,30 +2132,23 @@ sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
                 return rc == SGMQ_STORE_E_NOT_FOUND
                      ? SGMQ_STORE_E_CORRUPT : rc;
             out->time = m.time;
-            memcpy (out->hash, m.hash, S_HASH);
             return same ? 0 : SGMQ_STORE_E_CONFLICT;
         }
         if (rc != SGMQ_STORE_E_NOT_FOUND)
             return rc;
     }
 
-    //  The record, sealed straight into LMDB's page.
+    //  The record, but for its hash, prev and sealing: the sealer does
+    //  those (s_seal_queue) and s_seal_flush puts it into msgs.
     uint64_t seq = txn->head_seq + 1;
     uint8_t seq_be [8];
     s_be64 (seq_be, seq);
-    MDB_val key = s_val (seq_be, 8), val = s_val (NULL, size);
-    rc = mdb_put (txn->txn, self->dbi [S_DB_MSGS], &key, &val,
-                  MDB_APPEND | MDB_RESERVE);
-    if (rc)
-        return s_fatal_append (txn, rc);
-    uint8_t *rec = val.mv_data, *p = rec;
+    uint8_t *rec = malloc (size), *p = rec;
+    if (!rec)
+        return s_fatal (txn, ENOMEM);
     *p++ = S_REC_VERSION;
     s_be64 (p, txn->time);
-    p += 8;
-    uint8_t *hash = p;
-    p += S_HASH;
-    memcpy (p, txn->head_hash, S_HASH);
-    p += S_HASH;
+    p += 8 + 2 * S_HASH;
     uint8_t *canon = p;
     const char *sender_key = msg->sender_key ? msg->sender_key : "";
     p = s_wr_str (p, msg->sender, strlen (msg->sender));
@@ -1918,15 +2170,20 @@ sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
     p += S_NONCE_SIZE;
     s_be32 (p, (uint32_t) (msg->body_size + S_MAC_SIZE));
     p += 4;
-    uint8_t ad [S_BODY_AD_SIZE];
-    s_body_ad (ad, seq, self->key_id);
-    crypto_aead_xchacha20poly1305_ietf_encrypt (
-        p, NULL, msg->body, msg->body_size, ad, sizeof ad, NULL, nonce,
-        self->keys->storage);
+    if (msg->body_size)
+        memcpy (p, msg->body, msg->body_size);
     assert ((size_t) (p - rec) + msg->body_size + S_MAC_SIZE == size);
-    s_msg_hash (txn->head_hash, seq, txn->time, canon, canon_size,
-                msg->body, msg->body_size, hash);
-    memcpy (out->hash, hash, S_HASH);   //  `rec` is LMDB's until next put
+    s_seal_t job = {
+        .rec = rec, .size = size, .seq = seq, .time = txn->time,
+        .canon_at = (size_t) (canon - rec), .canon_size = canon_size,
+        .body_at = (size_t) (p - rec), .body_size = msg->body_size
+    };
+    rc = s_seal_queue (txn, &job);
+    if (rc) {
+        sodium_memzero (rec, size);
+        free (rec);
+        return s_fatal (txn, rc);
+    }
 
     //  Indices: MDB_APPENDDUP since this seq is the largest under any tag.
     rc = s_tag_put (txn, 'k', msg->kind, seq_be);
@@ -1962,7 +2219,6 @@ sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
 
     txn->head_seq = seq;
     txn->head_time = txn->time;
-    memcpy (txn->head_hash, out->hash, S_HASH);
     if (!txn->first_seq)
         txn->first_seq = seq;
     out->seq = seq;
@@ -1996,6 +2252,9 @@ sgmq_store_head (sgmq_store_txn_t *txn, uint64_t *seq, uint8_t *hash)
     uint64_t head_seq, time;
     uint8_t head_hash [S_HASH];
     if (txn->write) {
+        rc = s_seal_flush (txn);
+        if (rc)
+            return rc;
         head_seq = txn->head_seq;
         memcpy (head_hash, txn->head_hash, S_HASH);
     }
@@ -2197,6 +2456,8 @@ sgmq_store_iter_next (sgmq_store_iter_t *self, sgmq_store_record_t *record)
     assert (self && record);
     sgmq_store_txn_t *txn = self->txn;
     int rc = self->error ? self->error : s_usable (txn);
+    if (!rc && txn->write)
+        rc = s_seal_flush (txn);        //  msgs must hold this txn's appends
     if (rc)
         return rc;
     if (self->state == S_ITER_NEW) {

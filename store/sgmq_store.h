@@ -189,7 +189,6 @@ typedef struct {
     uint64_t seq;                       //  assigned (or original, if duplicate)
     uint64_t time;
     bool duplicate;                     //  (sender, ref) was already stored
-    uint8_t hash [SGMQ_STORE_HASH_SIZE];
 } sgmq_store_appended_t;
 
 //  Append a message: the next sequence number, the transaction's time, its
@@ -198,6 +197,10 @@ typedef struct {
 //  record. Returns 0 (check
 //  `duplicate`); SGMQ_STORE_E_CONFLICT with out->seq set to the original;
 //  SGMQ_STORE_E_INVALID (nothing written); or a fatal error. Write only.
+//  The body is copied: the caller may free it on return. Sealing and the
+//  chain hash run on the store's own thread while fn goes on; anything
+//  that reads messages or the head in this txn (sgmq_store_get, _head,
+//  iterators) first waits for them, so reads see the append at once.
 int __attribute__ ((warn_unused_result))
     sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
                        sgmq_store_appended_t *out);

@@ -577,7 +577,6 @@ test_append_get_head (void **state)
     assert_non_null (txn);
     CHECK_OK (sgmq_store_head (txn, &seq, hash));
     assert_int_equal (seq, 2);
-    assert_memory_equal (hash, out2.hash, 32);
     CHECK_OK (sgmq_store_get (txn, 1, &rec));
     assert_int_equal (rec.seq, 1);
     assert_int_equal (rec.time, out.time);
@@ -592,13 +591,16 @@ test_append_get_head (void **state)
     assert_string_equal (rec.recipients [1], "deputy");
     assert_int_equal (rec.body_size, sizeof body);
     assert_memory_equal (rec.body, body, sizeof body);
-    assert_memory_equal (rec.hash, out.hash, 32);
     assert_memory_equal (rec.prev, zero, 32);
+    uint8_t hash1 [32], hash2 [32];
+    memcpy (hash1, rec.hash, 32);
     CHECK_OK (sgmq_store_get (txn, 2, &rec));
     assert_int_equal (rec.body_size, 0);
     assert_int_equal (rec.recipient_count, 0);
     assert_string_equal (rec.sender_key, "");
-    assert_memory_equal (rec.prev, out.hash, 32);
+    assert_memory_equal (rec.prev, hash1, 32);
+    assert_memory_equal (rec.hash, hash, 32);   //  the head
+    memcpy (hash2, rec.hash, 32);
     CHECK_RC (sgmq_store_get (txn, 3, &rec), SGMQ_STORE_E_NOT_FOUND);
     CHECK_RC (sgmq_store_get (txn, 0, &rec), SGMQ_STORE_E_NOT_FOUND);
     sgmq_store_read_end (&txn);
@@ -611,7 +613,7 @@ test_append_get_head (void **state)
     assert_int_equal (out3.seq, 3);
     txn = sgmq_store_read (fx->store, &rc);
     CHECK_OK (sgmq_store_get (txn, 3, &rec));
-    assert_memory_equal (rec.prev, out2.hash, 32);
+    assert_memory_equal (rec.prev, hash2, 32);
     sgmq_store_read_end (&txn);
     s_verify_ok (fx->store);
 }
@@ -633,11 +635,18 @@ test_canonical_hash (void **state)
     sgmq_store_appended_t out [3];
     CHECK_OK (s_append_batch (fx->store, msgs, 3, out));
     uint8_t prev [32] = { 0 }, want [32];
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+    assert_non_null (txn);
     for (int i = 0; i < 3; i++) {
         s_expect_msg_hash (prev, out [i].seq, out [i].time, &msgs [i], want);
-        assert_memory_equal (out [i].hash, want, 32);
+        sgmq_store_record_t rec;
+        CHECK_OK (sgmq_store_get (txn, out [i].seq, &rec));
+        assert_memory_equal (rec.hash, want, 32);
+        assert_memory_equal (rec.prev, prev, 32);
         memcpy (prev, want, 32);
     }
+    sgmq_store_read_end (&txn);
     //  checkpoint message layout
     sgmq_store_checkpoint_t cp = { .seq = 0x0102030405060708ull,
                                    .time = 0x1112131415161718ull };
@@ -956,7 +965,6 @@ test_idempotency (void **state)
     assert_true (idem.out [1].duplicate);
     assert_int_equal (idem.out [1].seq, 1);
     assert_int_equal (idem.out [1].time, idem.out [0].time);
-    assert_memory_equal (idem.out [1].hash, idem.out [0].hash, 32);
     CHECK_RC (idem.rcs [2], SGMQ_STORE_E_CONFLICT);
     assert_int_equal (idem.out [2].seq, 1);
     CHECK_OK (idem.rcs [3]);
@@ -2424,6 +2432,93 @@ test_fn_abort (void **state)
     s_verify_ok (fx->store);
 }
 
+//  Appends are sealed and hashed beside the writer (enough of them to wake
+//  the sealer thread), and anything reading messages or the head in the
+//  same txn sees them at once; a write aborted with jobs queued keeps
+//  nothing, and the chain goes on from the last commit.
+typedef struct {
+    size_t count;               //  appends
+    size_t read_at;             //  after this many, read in the txn
+    int ret;
+    char bodies [400][16];
+    uint8_t hash_mid [32];      //  head hash read in the txn
+    uint64_t seq_mid;
+    bool mid_ok;
+} sealed_t;
+
+static int
+s_sealed_fn (sgmq_store_txn_t *txn, void *arg)
+{
+    sealed_t *sd = arg;
+    for (size_t i = 0; i < sd->count; i++) {
+        sgmq_store_msg_t m = s_msg (sd->bodies [i]);
+        sgmq_store_appended_t out;
+        int rc = sgmq_store_append (txn, &m, &out);
+        if (rc)
+            return rc;
+        if (i + 1 != sd->read_at)
+            continue;
+        //  The newest append reads back whole, chained to the one before.
+        sgmq_store_record_t rec;
+        uint8_t prev [32];
+        sd->mid_ok = sgmq_store_get (txn, out.seq - 1, &rec) == 0;
+        memcpy (prev, rec.hash, 32);
+        sd->mid_ok = sd->mid_ok && sgmq_store_get (txn, out.seq, &rec) == 0
+                  && memcmp (rec.prev, prev, 32) == 0
+                  && rec.body_size == strlen (sd->bodies [i])
+                  && memcmp (rec.body, sd->bodies [i], rec.body_size) == 0
+                  && sgmq_store_head (txn, &sd->seq_mid, sd->hash_mid) == 0
+                  && memcmp (sd->hash_mid, rec.hash, 32) == 0;
+    }
+    return sd->ret;
+}
+
+static void
+test_sealed_beside_writer (void **state)
+{
+    fx_t *fx = *state;
+    sealed_t *sd = calloc (1, sizeof *sd);
+    assert_non_null (sd);
+    for (size_t i = 0; i < 400; i++)
+        snprintf (sd->bodies [i], sizeof sd->bodies [i], "body %zu", i + 1);
+    sd->count = 300;
+    sd->read_at = 150;
+    CHECK_OK (sgmq_store_write (fx->store, s_sealed_fn, sd));
+    assert_true (sd->mid_ok);
+    assert_int_equal (sd->seq_mid, 150);
+    assert_int_equal (s_head (fx->store), 300);
+
+    //  An abort with 400 queued (none read back): nothing kept.
+    sd->count = 400;
+    sd->read_at = 0;
+    sd->ret = 42;
+    CHECK_RC (sgmq_store_write (fx->store, s_sealed_fn, sd), 42);
+    assert_int_equal (s_head (fx->store), 300);
+
+    //  The next write chains from seq 300, every body as it was given.
+    sd->count = 40;
+    sd->ret = 0;
+    CHECK_OK (sgmq_store_write (fx->store, s_sealed_fn, sd));
+    assert_int_equal (s_head (fx->store), 340);
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+    assert_non_null (txn);
+    uint8_t prev [32] = { 0 };
+    for (uint64_t seq = 1; seq <= 340; seq++) {
+        sgmq_store_record_t rec;
+        CHECK_OK (sgmq_store_get (txn, seq, &rec));
+        assert_memory_equal (rec.prev, prev, 32);
+        const char *body = sd->bodies [seq <= 300 ? seq - 1 : seq - 301];
+        assert_int_equal (rec.body_size, strlen (body));
+        assert_memory_equal (rec.body, body, rec.body_size);
+        memcpy (prev, rec.hash, 32);
+    }
+    sgmq_store_read_end (&txn);
+    free (sd);
+    s_verify_ok (fx->store);
+}
+
+
 //  A read txn open while the map must grow: E_BUSY, nothing stored.
 static void
 test_busy_reader (void **state)
@@ -2876,6 +2971,7 @@ main (void)
         T (test_map_cap_full),
         cmocka_unit_test (test_disk_full),
         T (test_fn_abort),
+        T (test_sealed_beside_writer),
         T (test_busy_reader),
         T (test_backup),
         T (test_stale_readers),
