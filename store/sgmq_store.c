@@ -83,6 +83,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -263,7 +264,8 @@ typedef struct {
     pthread_cond_t wake;                //  sealer thread: jobs to claim
     pthread_cond_t done;                //  writer: a run finished
     pthread_t thread;
-    bool started;                       //  thread runs (started lazily)
+    bool tried;                         //  thread started lazily, once
+    bool started;                       //  thread runs
     bool stop;                          //  thread: leave
     bool idle;                          //  thread waits on `wake`
     bool waiting;                       //  writer waits on `done`
@@ -891,6 +893,21 @@ s_sealer_thread (void *arg)
     return NULL;
 }
 
+//  Start the thread with every signal blocked: signals are the broker's
+//  loop's business. If it cannot start, the writer seals at each flush.
+static void
+s_sealer_start (sgmq_store_t *self)
+{
+    s_sealer_t *sealer = &self->sealer;
+    sigset_t all, old;
+    sigfillset (&all);
+    pthread_sigmask (SIG_SETMASK, &all, &old);
+    sealer->tried = true;
+    sealer->started = pthread_create (&sealer->thread, NULL,
+                                      s_sealer_thread, self) == 0;
+    pthread_sigmask (SIG_SETMASK, &old, NULL);
+}
+
 static void
 s_sealer_init (sgmq_store_t *self)
 {
@@ -942,10 +959,8 @@ s_seal_queue (sgmq_store_txn_t *txn, const s_seal_t *job)
         if (sealer->count == 0)
             memcpy (sealer->chain, txn->head_hash, S_HASH);
         sealer->jobs [sealer->count++] = *job;
-        //  No thread (it could not start): the writer seals at flush.
-        if (!sealer->started && !sealer->stop)
-            sealer->started = pthread_create (&sealer->thread, NULL,
-                                              s_sealer_thread, self) == 0;
+        if (!sealer->tried)
+            s_sealer_start (self);
         if (sealer->idle && sealer->count - sealer->next >= S_SEAL_WAKE)
             pthread_cond_signal (&sealer->wake);
     }
@@ -1001,6 +1016,8 @@ s_seal_flush (sgmq_store_txn_t *txn)
     s_sealer_t *sealer = &self->sealer;
     if (sealer->count == 0)             //  only the writer adds jobs
         return 0;
+    if (txn->fatal)
+        return txn->fatal;              //  the txn's end discards the jobs
     s_seal_t run [S_SEAL_RUN];
     pthread_mutex_lock (&sealer->lock);
     while (sealer->finished < sealer->count) {
