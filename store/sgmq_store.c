@@ -886,7 +886,7 @@ s_sealer_thread (void *arg)
         else {
             sealer->idle = true;
             pthread_cond_wait (&sealer->wake, &sealer->lock);
-            sealer->idle = false;
+            sealer->idle = false;       //  also after a spurious wakeup
         }
     }
     pthread_mutex_unlock (&sealer->lock);
@@ -959,10 +959,15 @@ s_seal_queue (sgmq_store_txn_t *txn, const s_seal_t *job)
         if (sealer->count == 0)
             memcpy (sealer->chain, txn->head_hash, S_HASH);
         sealer->jobs [sealer->count++] = *job;
-        if (!sealer->tried)
-            s_sealer_start (self);
-        if (sealer->idle && sealer->count - sealer->next >= S_SEAL_WAKE)
-            pthread_cond_signal (&sealer->wake);
+        if (sealer->count - sealer->next >= S_SEAL_WAKE) {
+            if (!sealer->tried)
+                s_sealer_start (self);      //  it claims at once
+            else
+            if (sealer->idle) {
+                sealer->idle = false;       //  one signal is enough
+                pthread_cond_signal (&sealer->wake);
+            }
+        }
     }
     pthread_mutex_unlock (&sealer->lock);
     return rc;
@@ -1199,7 +1204,12 @@ s_msg_fill (sgmq_store_txn_t *txn, uint64_t seq, const s_msg_t *m,
 static int
 s_msg_lookup (sgmq_store_txn_t *txn, uint64_t seq, MDB_val *val, s_msg_t *m)
 {
-    int rc = txn->write ? s_seal_flush (txn) : 0;
+    //  Only a queued message needs the queue in msgs: the broker reads
+    //  older ones (an alert a reminder is about) in busy turns too.
+    const s_sealer_t *sealer = &txn->store->sealer;
+    int rc = 0;
+    if (txn->write && sealer->count && seq >= sealer->jobs [0].seq)
+        rc = s_seal_flush (txn);
     if (rc)
         return rc;
     uint8_t key [8];

@@ -200,7 +200,10 @@ typedef struct {
 //  The body is copied: the caller may free it on return. Sealing and the
 //  chain hash run on the store's own thread while fn goes on; anything
 //  that reads messages or the head in this txn (sgmq_store_get, _head,
-//  iterators) first waits for them, so reads see the append at once.
+//  iterators) first waits for them, so reads see the append at once. The
+//  message record itself is written then or at the commit, so an error
+//  writing it (the map full, stored data past the head) comes from that
+//  read or from sgmq_store_write, fatal like any other.
 int __attribute__ ((warn_unused_result))
     sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
                        sgmq_store_appended_t *out);

@@ -2461,9 +2461,10 @@ s_sealed_fn (sgmq_store_txn_t *txn, void *arg)
         //  The newest append reads back whole, chained to the one before.
         sgmq_store_record_t rec;
         uint8_t prev [32];
-        sd->mid_ok = sgmq_store_get (txn, out.seq - 1, &rec) == 0;
+        if (sgmq_store_get (txn, out.seq - 1, &rec) != 0)
+            continue;                   //  mid_ok stays false
         memcpy (prev, rec.hash, 32);
-        sd->mid_ok = sd->mid_ok && sgmq_store_get (txn, out.seq, &rec) == 0
+        sd->mid_ok = sgmq_store_get (txn, out.seq, &rec) == 0
                   && memcmp (rec.prev, prev, 32) == 0
                   && rec.body_size == strlen (sd->bodies [i])
                   && memcmp (rec.body, sd->bodies [i], rec.body_size) == 0
