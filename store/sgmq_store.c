@@ -999,6 +999,8 @@ static void
 s_seal_discard (sgmq_store_t *self)
 {
     s_sealer_t *sealer = &self->sealer;
+    if (sealer->count == 0)             //  nothing queued: none running
+        return;                         //  (an ack-only turn, a flushed one)
     pthread_mutex_lock (&sealer->lock);
     size_t ran = s_seal_settle (sealer);
     for (size_t i = 0; i < sealer->count; i++) {
