@@ -1391,8 +1391,10 @@ s_ack (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
     work->seq = seq;
     work->time = acked.time;
     work->duplicate = acked.duplicate;
-    //  The slot this message held in each of the principal's windows frees.
-    zlistx_t *list = s_sessions_of (self, name);
+    //  The slot this message held in each of the principal's windows frees,
+    //  once: a repeated ack (even within this turn, before s_apply takes
+    //  the seq out of the in-flight lists) frees nothing more.
+    zlistx_t *list = acked.duplicate ? NULL : s_sessions_of (self, name);
     for (s_session_t *session = list ? zlistx_first (list) : NULL; session;
          session = zlistx_next (list)) {
         bool found;
@@ -2934,11 +2936,13 @@ s_poll_timeout (sgmq_broker_t *self)
     if (self->next_checkpoint < wake)
         wake = self->next_checkpoint;
     if (self->next_store_timer) {
+        //  Deadlines are any uint64 a publisher chose: compare unsigned.
         uint64_t wall = sgmq_time_now ();
-        int64_t in = self->next_store_timer > wall
-                   ? (int64_t) (self->next_store_timer - wall) : 0;
-        if (now + in < wake)
-            wake = now + in;
+        if (self->next_store_timer <= wall)
+            wake = now;
+        else
+        if (wake > now && self->next_store_timer - wall < (uint64_t) (wake - now))
+            wake = now + (int64_t) (self->next_store_timer - wall);
     }
     if (self->any_blocked && now + S_BLOCKED_POLL_MS < wake)
         wake = now + S_BLOCKED_POLL_MS;
