@@ -96,6 +96,17 @@
 #define S_IDLE_POLL_MS      1000
 //  Pending answers are computed up to this many items.
 #define S_PENDING_MAX       SGMQ_PROTO_MAX_ITEMS
+//  PENDING's cost is bounded: one request looks at this many deliveries at
+//  most (its page then ends early, with `next` to go on); once the requests
+//  of a turn have looked at S_PENDING_TURN_SCAN, the rest get 429; a session
+//  has at most S_PENDING_PER_TURN of its requests taken per turn.
+#define S_PENDING_SCAN      4000
+#define S_PENDING_TURN_SCAN 16000
+#define S_PENDING_PER_TURN  2
+//  A `published` page token that ends inside a message (see
+//  s_pending_published): this bit, the seq above 16 bits (seqs stay below
+//  2^47: 4,000 years at 1,000 a second), a recipient index.
+#define S_PENDING_SPLIT     (UINT64_C (1) << 63)
 //  The name and key stamped on messages the broker itself publishes.
 #define S_BROKER_NAME       "sgmq-broker"
 #define S_BROKER_AGENCY     "sgmq"
@@ -205,6 +216,13 @@ struct _s_session_t {
     size_t inflight_capacity;
     int64_t next_due;           //  earliest inflight due; INT64_MAX: none
     s_replay_t *replay;
+    //  PENDING: requests taken in turn `pending_turn`; where the last page
+    //  of scope `all` ended (its `next`, filter and position).
+    uint64_t pending_turn;
+    uint32_t pending_taken;
+    uint64_t all_next, all_seq;
+    bool all_overdue;
+    char all_recipient [SGMQ_STORE_MAX_NAME + 1];
     //  Output: commands queued this turn, sent as one frame per flush
     sgmq_proto_writer_t *out;
     bool dirty;
@@ -323,6 +341,8 @@ struct _sgmq_broker_t {
     size_t due_count, due_capacity;
     zlistx_t *dirty;            //  sessions with output queued
     uint64_t gen;
+    uint64_t turn;              //  turns taken
+    size_t pending_scanned;     //  deliveries PENDING looked at this turn
     s_recent_t *recent;         //  S_RECENT_SLOTS, made at first use
     uint64_t settled [S_SETTLED_SLOTS]; //  seqs with no RAISED escalation
     struct { uint64_t seq, gen; } settling [S_SETTLED_SLOTS]; //  this batch's
@@ -2111,6 +2131,65 @@ s_pending_item (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     return 0;
 }
 
+//  PENDING `published`: the principal's messages by seq, each one's
+//  recipients in order. A page ends between two messages (`next` is the
+//  last seq done) unless one message alone has more recipients than the
+//  page can take: then it ends inside it, and `next` is S_PENDING_SPLIT |
+//  seq << 16 | the index of its first recipient not yet looked at.
+static uint64_t
+s_pending_published (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session,
+                     uint64_t after, bool overdue_only, uint64_t now, s_pitem_t *items,
+                     size_t limit, size_t *count_p, size_t *scanned_p)
+{
+    uint64_t split_seq = 0, done = after;
+    uint32_t split_at = 0;
+    if (after & S_PENDING_SPLIT) {
+        split_seq = (after & ~S_PENDING_SPLIT) >> 16;
+        split_at = (uint32_t) (after & 0xffff);
+        done = split_seq - 1;
+    }
+    sgmq_store_query_t query = { .sender = session->name, .from_seq = done + 1 };
+    sgmq_store_iter_t *iter = sgmq_store_iter_new (txn, &query);
+    sgmq_store_record_t record;
+    size_t count = *count_p, scanned = *scanned_p;
+    uint64_t next = 0;
+    while (iter && sgmq_store_iter_next (iter, &record) == 0) {
+        uint64_t seq = record.seq;
+        uint32_t recipients = record.recipient_count;
+        uint32_t r = seq == split_seq ? split_at : 0;
+        uint32_t left = r < recipients ? recipients - r : 0;
+        if (scanned && (count + left > limit || scanned + left > S_PENDING_SCAN)) {
+            next = done;                //  this message goes whole on the next page
+            break;
+        }
+        //  Copy the names: reading deliveries and the message again for
+        //  each recipient replaces `record`'s memory.
+        char (*names) [SGMQ_PROTO_MAX_NAME + 1] = calloc (recipients + 1, sizeof *names);
+        for (uint32_t i = 0; names && i < recipients; i++)
+            s_copy (names [i], sizeof names [i], record.recipients [i]);
+        for (; names && r < recipients; r++) {
+            if (count == limit || scanned == S_PENDING_SCAN) {
+                next = S_PENDING_SPLIT | seq << 16 | r;
+                break;
+            }
+            scanned++;
+            sgmq_store_delivery_t d;
+            if (sgmq_store_delivery (txn, names [r], seq, &d) == 0
+            &&  s_pending_item (self, txn, &d, now, &items [count]) == 0
+            &&  (!overdue_only || items [count].item.overdue))
+                count++;
+        }
+        free (names);
+        if (next)
+            break;
+        done = seq;
+    }
+    sgmq_store_iter_destroy (&iter);
+    *count_p = count;
+    *scanned_p = scanned;
+    return next;
+}
+
 static void
 s_pending (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
            const sgmq_principal_t *principal)
@@ -2120,6 +2199,11 @@ s_pending (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
     &&  !sgmq_principal_has_role (principal, SGMQ_ROLE_AUDITOR | SGMQ_ROLE_ADMIN)) {
         s_error (self, session, cmd->id, SGMQ_E_FORBIDDEN, "scope", "rule pending-all: "
                  "only Executive members, auditors and admins see everyone's items");
+        return;
+    }
+    if (self->pending_scanned >= S_PENDING_TURN_SCAN) {
+        s_error (self, session, cmd->id, SGMQ_E_BUSY, NULL, "the broker has answered "
+                 "all the PENDING it takes at a time; ask again after a pause");
         return;
     }
     int rc;
@@ -2133,81 +2217,71 @@ s_pending (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
                  ? cmd->u.pending.limit : S_PENDING_MAX;
     s_pitem_t *items = calloc (limit + 1, sizeof *items);
     sgmq_pending_item_t *wire = calloc (limit + 1, sizeof *wire);
-    size_t count = 0;
+    size_t count = 0, scanned = 0;
     uint64_t next = 0, after = cmd->u.pending.after;
     uint64_t now = sgmq_time_now ();
     bool overdue_only = cmd->u.pending.overdue;
     if (!items || !wire)
         goto out_answer;
+    //  Each scope stops at `limit` items or after S_PENDING_SCAN deliveries
+    //  looked at, whichever comes first; `next` says where to go on.
     if (scope == SGMQ_SCOPE_MINE) {
-        //  `after` and `next` are sequence numbers.
+        //  `after` and `next` are the last seq looked at.
         sgmq_store_delivery_t d;
         uint64_t cursor = after;
         while ((rc = sgmq_store_unacked_next (txn, session->name, cursor, &d)) == 0) {
-            cursor = d.seq;
-            if (s_pending_item (self, txn, &d, now, &items [count]))
-                continue;
-            if (overdue_only && !items [count].item.overdue)
-                continue;
-            if (count == limit) {
-                next = items [count - 1].item.seq;
+            if (count == limit || scanned == S_PENDING_SCAN) {
+                next = cursor;
                 break;
             }
-            count++;
+            cursor = d.seq;
+            scanned++;
+            if (s_pending_item (self, txn, &d, now, &items [count]) == 0
+            &&  (!overdue_only || items [count].item.overdue))
+                count++;
         }
     }
     else
-    if (scope == SGMQ_SCOPE_PUBLISHED) {
-        //  Whole messages per page: `after`/`next` are sequence numbers.
-        sgmq_store_query_t query = { .sender = session->name, .from_seq = after + 1 };
-        sgmq_store_iter_t *iter = sgmq_store_iter_new (txn, &query);
-        sgmq_store_record_t record;
-        while (iter && sgmq_store_iter_next (iter, &record) == 0) {
-            if (count && count + record.recipient_count > limit) {
-                next = items [count - 1].item.seq;
-                break;
-            }
-            //  Copy the names: reading deliveries and the message again for
-            //  each recipient replaces `record`'s memory.
-            uint64_t seq = record.seq;
-            uint32_t recipients = record.recipient_count;
-            char (*names) [SGMQ_PROTO_MAX_NAME + 1] = calloc (recipients + 1, sizeof *names);
-            for (uint32_t r = 0; names && r < recipients; r++)
-                s_copy (names [r], sizeof names [r], record.recipients [r]);
-            for (uint32_t r = 0; names && r < recipients && count < limit; r++) {
-                sgmq_store_delivery_t d;
-                if (sgmq_store_delivery (txn, names [r], seq, &d)
-                ||  s_pending_item (self, txn, &d, now, &items [count]))
-                    continue;
-                if (!overdue_only || items [count].item.overdue)
-                    count++;
-            }
-            free (names);
-        }
-        sgmq_store_iter_destroy (&iter);
-    }
+    if (scope == SGMQ_SCOPE_PUBLISHED)
+        next = s_pending_published (self, txn, session, after, overdue_only, now,
+                                    items, limit, &count, &scanned);
     else {
-        //  Everyone's, by (recipient, seq): `after`/`next` count items.
+        //  Everyone's, by (recipient, seq): `after`/`next` count items. A
+        //  session goes on from where its last page ended; any other
+        //  `after` is found by counting again.
         sgmq_store_delivery_t d;
         char recipient [SGMQ_STORE_MAX_NAME + 1] = "";
         uint64_t seq = 0, skipped = 0;
+        if (after && after == session->all_next && overdue_only == session->all_overdue) {
+            s_copy (recipient, sizeof recipient, session->all_recipient);
+            seq = session->all_seq;
+            skipped = after;
+        }
         while ((rc = sgmq_store_unacked_all_next (txn, recipient, seq, &d)) == 0) {
-            s_copy (recipient, sizeof recipient, d.recipient);
-            seq = d.seq;
-            if (s_pending_item (self, txn, &d, now, &items [count]))
-                continue;
-            if (overdue_only && !items [count].item.overdue)
-                continue;
-            if (skipped < after) {
-                skipped++;
-                continue;
-            }
-            if (count == limit) {
+            if (count == limit || scanned == S_PENDING_SCAN) {
                 next = after + count;
                 break;
             }
-            count++;
+            s_copy (recipient, sizeof recipient, d.recipient);
+            seq = d.seq;
+            scanned++;
+            if (s_pending_item (self, txn, &d, now, &items [count])
+            ||  (overdue_only && !items [count].item.overdue))
+                continue;
+            if (skipped < after)
+                skipped++;
+            else
+                count++;
         }
+        if (next && skipped < after) {
+            s_error (self, session, cmd->id, SGMQ_E_BAD_REQUEST, "after", "this "
+                     "page is too far on to find again: ask from the first page");
+            goto out_free;
+        }
+        session->all_next = next;
+        session->all_overdue = overdue_only;
+        s_copy (session->all_recipient, sizeof session->all_recipient, recipient);
+        session->all_seq = seq;
     }
 out_answer:
     for (size_t i = 0; i < count; i++)
@@ -2220,6 +2294,8 @@ out_answer:
         s_reply (self, session, &answer);
     else
         s_error (self, session, cmd->id, SGMQ_E_INTERNAL, NULL, "out of memory");
+out_free:
+    self->pending_scanned += scanned;
     free (items);
     free (wire);
     sgmq_store_read_end (&txn);
@@ -2821,6 +2897,18 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
                     retained = true;
                 break;
             case SGMQ_CMD_PENDING:
+                if (session->pending_turn != self->turn) {
+                    session->pending_turn = self->turn;
+                    session->pending_taken = 0;
+                }
+                if (session->pending_taken == S_PENDING_PER_TURN) {
+                    s_error (self, session, cmd->id, SGMQ_E_BUSY, NULL, "at most %d "
+                             "PENDING requests of a session are taken at a time; ask "
+                             "again when their answers have come", S_PENDING_PER_TURN);
+                    break;
+                }
+                session->pending_taken++;
+                //  Fall through
             case SGMQ_CMD_REPLAY:
             case SGMQ_CMD_REPORT:
                 if (s_queue_add (&self->reads, &self->read_capacity, &self->read_count,
@@ -2997,6 +3085,8 @@ s_turn (sgmq_broker_t *self)
         { zsock_resolve (self->zap), 0, ZMQ_POLLIN, 0 },
         { NULL, self->signal_pipe [0], ZMQ_POLLIN, 0 }
     };
+    self->turn++;
+    self->pending_scanned = 0;
     int rc = zmq_poll (items, 3, s_poll_timeout (self));
     if (rc < 0 && errno != EINTR) {
         s_log (S_LOG_ERROR, "poll failed: %s", zmq_strerror (errno));

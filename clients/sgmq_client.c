@@ -1129,20 +1129,32 @@ sgmq_client_pending (sgmq_client_t *self, sgmq_scope_t scope, bool overdue,
 {
     s_clear (error);
     uint64_t after = 0;
-    do {
+    int backoff = 0;
+    while (true) {
         sgmq_cmd_t pending = { .cmd = SGMQ_CMD_PENDING };
         pending.u.pending.scope = scope;
         pending.u.pending.overdue = overdue;
         pending.u.pending.after = after;
         const sgmq_cmd_t *answer = NULL;
-        if (s_call_again (self, &pending, &answer, error))
+        int rc = s_call_again (self, &pending, &answer, error);
+        //  429: the broker bounds the PENDING work of a turn; ask again
+        //  after a growing pause, for up to about the client's timeout.
+        if (rc && error->code == SGMQ_E_BUSY && backoff < self->timeout) {
+            backoff = backoff ? backoff * 2 : 10;
+            zclock_sleep (backoff);
+            s_clear (error);
+            continue;
+        }
+        if (rc)
             return -1;
+        backoff = 0;
         for (uint32_t i = 0; i < answer->u.pending_answer.count; i++)
             if (fn (&answer->u.pending_answer.items [i], arg))
                 return 0;
         after = answer->u.pending_answer.next;
-    } while (after);
-    return 0;
+        if (!after)
+            return 0;
+    }
 }
 
 //  --------------------------------------------------------------------------

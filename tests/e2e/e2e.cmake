@@ -15,3 +15,4 @@ add_test(NAME e2e_python
                  $<TARGET_FILE:sgmq-broker> $<TARGET_FILE:sgmq>)
 set_tests_properties(e2e_python PROPERTIES LABELS e2e TIMEOUT 120)
 sgmq_test(e2e_cli SOURCES e2e/test_cli.c LIBS sgmq_e2e LABELS e2e TIMEOUT 600)
+sgmq_test(e2e_bounds SOURCES e2e/test_bounds.c LIBS sgmq_e2e LABELS e2e TIMEOUT 300)
