@@ -1585,6 +1585,25 @@ s_env_reopen (sgmq_store_t *self)
     return rc;
 }
 
+//  mdb_env_set_mapsize, which unmaps the old map before it maps the new
+//  one: when that fails (no address space), the environment is left with
+//  no map at all. Reopen it at its old size rather than touch it again.
+static int
+s_set_mapsize (sgmq_store_t *self, size_t size)
+{
+    MDB_envinfo info;
+    size_t old = mdb_env_info (self->env, &info) == 0
+               ? info.me_mapsize : SGMQ_STORE_MAP_INITIAL;
+    int rc = mdb_env_set_mapsize (self->env, size);
+    if (rc == 0 || rc == EINVAL)        //  EINVAL: refused, map untouched
+        return rc;
+    s_env_close (self);
+    int reopened = s_env_open (self, old, NULL, 0);
+    if (reopened)
+        self->broken = reopened;
+    return rc;
+}
+
 //  Begin an LMDB txn, reopening after MDB_PANIC and adopting a map grown
 //  by another process (MDB_MAP_RESIZED). Both remap: no read txn of ours
 //  may be open then.
@@ -1598,8 +1617,7 @@ s_begin (sgmq_store_t *self, unsigned int flags, MDB_txn **txn)
             return rc ? s_map_error (self, rc) : 0;
         if (self->live_reads)
             return SGMQ_STORE_E_BUSY;
-        rc = rc == MDB_PANIC ? s_env_reopen (self)
-                             : mdb_env_set_mapsize (self->env, 0);
+        rc = rc == MDB_PANIC ? s_env_reopen (self) : s_set_mapsize (self, 0);
         if (rc)
             return self->broken ? SGMQ_STORE_E_BROKEN : rc;
     }
@@ -1619,7 +1637,7 @@ s_grow (sgmq_store_t *self)
         return SGMQ_STORE_E_FULL;
     size_t size = info.me_mapsize > self->map_size_max / 2
                 ? self->map_size_max : info.me_mapsize * 2;
-    return mdb_env_set_mapsize (self->env, size);
+    return s_set_mapsize (self, size);
 }
 
 //  Grow ahead of need while nothing pins the map.

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2928,6 +2929,81 @@ test_copy (void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown (name, fx_setup, fx_teardown)
 
+//  A map that cannot grow (no address space left: RLIMIT_AS here, a
+//  container's limit in life): LMDB unmaps the old map before it fails to
+//  map the new one. The store must give errors, or go on, and never touch
+//  the unmapped environment (a second review found it crashed). In a
+//  child, since the limit is for good; not under AddressSanitizer, which
+//  needs its own address space.
+static char s_grow_body [4096];
+
+static int
+s_grow_fn (sgmq_store_txn_t *txn, void *arg)
+{
+    (void) arg;
+    sgmq_store_msg_t m = s_msg ("x");
+    m.body = (const uint8_t *) s_grow_body;
+    m.body_size = sizeof s_grow_body;
+    sgmq_store_appended_t out;
+    for (int i = 0; i < 200; i++) {
+        int rc = sgmq_store_append (txn, &m, &out);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void
+test_grow_without_address_space (void **state)
+{
+#if defined (__SANITIZE_ADDRESS__)
+    skip ();
+#elif defined (__has_feature)
+#   if __has_feature (address_sanitizer)
+    skip ();
+#   endif
+#endif
+    fx_t *fx = *state;
+    sgmq_store_close (&fx->store);
+    pid_t pid = fork ();
+    assert_true (pid >= 0);
+    if (pid == 0) {
+        signal (SIGSEGV, SIG_DFL);
+        signal (SIGBUS, SIG_DFL);
+        fx->opts.map_size = 1 << 20;
+        int rc;
+        sgmq_store_t *store = sgmq_store_open (fx->dir, &fx->opts, &rc, NULL, 0);
+        FILE *file = fopen ("/proc/self/statm", "r");
+        unsigned long pages = 0;
+        if (!store || !file || fscanf (file, "%lu", &pages) != 1)
+            _exit (3);
+        fclose (file);
+        struct rlimit limit;
+        getrlimit (RLIMIT_AS, &limit);
+        limit.rlim_cur = pages * (unsigned long) sysconf (_SC_PAGESIZE) + (48 << 20);
+        setrlimit (RLIMIT_AS, &limit);
+        int failed = 0;
+        for (int i = 0; i < 40 && !failed; i++)
+            failed = sgmq_store_write (store, s_grow_fn, NULL);
+        //  After the error, more calls fail cleanly or work.
+        rc = sgmq_store_write (store, s_grow_fn, NULL);
+        sgmq_store_txn_t *txn = sgmq_store_read (store, &rc);
+        sgmq_store_read_end (&txn);
+        sgmq_store_close (&store);
+        _exit (failed ? 0 : 4);
+    }
+    int status;
+    assert_int_equal (waitpid (pid, &status, 0), pid);
+    if (WIFSIGNALED (status))
+        fail_msg ("the store died of signal %d", WTERMSIG (status));
+    //  Exit 4: the limit was not reached (no failure to test).
+    assert_int_equal (WEXITSTATUS (status), 0);
+    fx->store = s_open (fx->dir, &fx->opts);
+    sgmq_store_verify_t report;
+    assert_int_equal (sgmq_store_verify (fx->store, NULL, &report), 0);
+    assert_true (report.messages > 0);
+}
+
 int
 main (void)
 {
@@ -2978,6 +3054,7 @@ main (void)
         T (test_stale_readers),
         T (test_damaged_files),
         T (test_copy),
+        T (test_grow_without_address_space),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
