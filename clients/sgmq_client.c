@@ -1429,6 +1429,21 @@ s_verify_probe (sgmq_client_t *self, sgmq_replay_end_t *end, sgmq_error_t *error
     return rc;
 }
 
+//  PROTOCOL.md 11.4: the body decodes as its kind and re-encodes to the
+//  same bytes.
+static bool
+s_canonical_body (const sgmq_replay_item_t *item)
+{
+    if (!item->body.kind || item->body.kind != item->kind)
+        return false;
+    size_t size = 0;
+    uint8_t *again = sgmq_proto_encode_body (&item->body, &size, NULL);
+    bool same = again && size == item->body_size
+             && memcmp (again, item->body_bytes, size) == 0;
+    free (again);
+    return same;
+}
+
 int
 sgmq_client_verify (sgmq_client_t *self, const uint8_t *signing_pk,
                     sgmq_verify_t *report, sgmq_progress_fn *progress, void *arg,
@@ -1444,7 +1459,7 @@ sgmq_client_verify (sgmq_client_t *self, const uint8_t *signing_pk,
         return -1;
     uint8_t prev [SGMQ_PROTO_HASH_SIZE] = { 0 };
     uint8_t at_checkpoint [SGMQ_PROTO_HASH_SIZE] = { 0 };
-    uint64_t expected = 1;
+    uint64_t expected = 1, last_time = 0;
     report->intact = true;
     const sgmq_replay_item_t *item;
     int rc;
@@ -1470,7 +1485,23 @@ sgmq_client_verify (sgmq_client_t *self, const uint8_t *signing_pk,
                       "match its hash: it was changed, or one before it was",
                       (unsigned long long) item->seq);
         }
+        else
+        if (item->time < last_time) {
+            report->intact = false;
+            report->bad_seq = item->seq;
+            snprintf (report->reason, sizeof report->reason, "message %llu is dated "
+                      "before the one before it", (unsigned long long) item->seq);
+        }
+        else
+        if (!s_canonical_body (item)) {
+            report->intact = false;
+            report->bad_seq = item->seq;
+            snprintf (report->reason, sizeof report->reason, "message %llu's body is "
+                      "not the canonical encoding of a valid %s",
+                      (unsigned long long) item->seq, sgmq_proto_kind_name (item->kind));
+        }
         memcpy (prev, hash, sizeof prev);
+        last_time = item->time;
         if (probe.has_checkpoint && item->seq == probe.checkpoint.seq)
             memcpy (at_checkpoint, hash, sizeof hash);
         expected = item->seq + 1;
@@ -1482,12 +1513,29 @@ sgmq_client_verify (sgmq_client_t *self, const uint8_t *signing_pk,
     if (rc < 0)
         return -1;
     report->head_seq = end.head_seq;
-    if (report->intact && expected - 1 < probe.head_seq) {
+    uint64_t last = expected - 1;
+    if (report->intact && last < probe.head_seq) {
         report->intact = false;
         report->bad_seq = expected;
         snprintf (report->reason, sizeof report->reason, "the history ends at %llu "
-                  "but the broker's head is %llu", (unsigned long long) (expected - 1),
+                  "but the broker's head is %llu", (unsigned long long) last,
                   (unsigned long long) probe.head_seq);
+    }
+    else
+    if (report->intact && end.count != report->count) {
+        report->intact = false;
+        report->bad_seq = last;
+        snprintf (report->reason, sizeof report->reason, "the broker counted %llu "
+                  "messages but sent %llu", (unsigned long long) end.count,
+                  (unsigned long long) report->count);
+    }
+    else                                //  (newer messages may be stored by now)
+    if (report->intact && end.head_seq == last
+    &&  sodium_memcmp (end.head_hash, prev, sizeof prev) != 0) {
+        report->intact = false;
+        report->bad_seq = last;
+        snprintf (report->reason, sizeof report->reason, "the broker's head hash is "
+                  "not the hash of message %llu", (unsigned long long) last);
     }
     if (signing_pk && report->intact) {
         report->checkpoint_checked = probe.has_checkpoint;

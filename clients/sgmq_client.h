@@ -314,10 +314,12 @@ typedef struct {
     char reason [SGMQ_CLIENT_REASON_SIZE];
 } sgmq_verify_t;
 
-//  Replay everything from seq 1 and recompute the chain: each item's hash
-//  from its canonical bytes and its predecessor's hash, no gaps, ending at
-//  the broker's head; and, when `signing_pk` is not NULL, the newest signed
-//  checkpoint's signature and that it matches the chain. `progress`, if
+//  Replay everything from seq 1 and check it as PROTOCOL.md 11.4 says:
+//  each item's hash from its canonical bytes and its predecessor's hash, no
+//  gaps, times that do not go back, bodies in their canonical encoding, the
+//  count and the head hash of REPLAY-END; and, when `signing_pk` is not
+//  NULL, the newest signed checkpoint's signature and that it matches the
+//  chain. `progress`, if
 //  not NULL, is called every few thousand items. Returns 0 when checked
 //  (see report->intact), -1 when the replay itself failed.
 typedef void (sgmq_progress_fn) (uint64_t done, uint64_t total, void *arg);

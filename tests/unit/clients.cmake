@@ -1,0 +1,2 @@
+# libsgmq unit tests: the client against a fake broker.
+sgmq_test(test_client_verify SOURCES unit/test_client_verify.c LIBS sgmq_client LABELS unit)
