@@ -1467,18 +1467,6 @@ static const s_opt_t s_replay_opts [] = {
 };
 
 static void
-s_csv_field (FILE *out, const char *text)
-{
-    fputc ('"', out);
-    for (const char *p = text; *p; p++) {
-        if (*p == '"')
-            fputc ('"', out);
-        fputc (*p, out);
-    }
-    fputc ('"', out);
-}
-
-static void
 s_replay_jsonl (const sgmq_replay_item_t *item)
 {
     printf ("{\"seq\":%llu,\"time\":", (unsigned long long) item->seq);
@@ -1520,9 +1508,9 @@ s_replay_csv (const sgmq_replay_item_t *item)
     sodium_bin2hex (hash, sizeof hash, item->hash, SGMQ_PROTO_HASH_SIZE);
     printf ("%llu,%s,%s,", (unsigned long long) item->seq,
             sgmq_time_format (item->time, when), sgmq_proto_kind_name (item->kind));
-    s_csv_field (stdout, item->from);
+    sgmq_csv_write_field (stdout, item->from);
     fputc (',', stdout);
-    s_csv_field (stdout, item->agency);
+    sgmq_csv_write_field (stdout, item->agency);
     fputc (',', stdout);
     char *groups = NULL;
     size_t size = 0;
@@ -1531,7 +1519,7 @@ s_replay_csv (const sgmq_replay_item_t *item)
         fprintf (buffer, "%s%s", i ? ";" : "", item->groups.items [i]);
     if (buffer)
         fclose (buffer);
-    s_csv_field (stdout, groups ? groups : "");
+    sgmq_csv_write_field (stdout, groups ? groups : "");
     free (groups);
     printf (",%s,%u,", hash, item->ack_count);
     char *body = NULL;
@@ -1541,7 +1529,7 @@ s_replay_csv (const sgmq_replay_item_t *item)
             s_body_json (buffer, &item->body);
         fclose (buffer);
     }
-    s_csv_field (stdout, body ? body : "");
+    sgmq_csv_write_field (stdout, body ? body : "");
     free (body);
     printf ("\n");
 }
@@ -1694,8 +1682,13 @@ s_write_report (const char *path, sgmq_tracker_t *tracker,
     char *tmp = malloc (size);
     if (!tmp)
         return -1;
-    snprintf (tmp, size, "%s.tmp-%d", path, (int) getpid ());
-    FILE *file = fopen (tmp, "w");
+    //  A name nobody can have placed (a link) before us, readable by its
+    //  owner only: the report holds titles and the Executive's decisions.
+    snprintf (tmp, size, "%s.XXXXXX", path);
+    int fd = mkstemp (tmp);
+    FILE *file = fd >= 0 ? fdopen (fd, "w") : NULL;
+    if (fd >= 0 && !file)
+        close (fd);
     int rc = file ? write (tracker, file) : -1;
     if (file && fclose (file) != 0)
         rc = -1;
@@ -1703,7 +1696,8 @@ s_write_report (const char *path, sgmq_tracker_t *tracker,
         rc = -1;
     if (rc)
         fprintf (stderr, "sgmq tracker: cannot write %s: %s\n", path, strerror (errno));
-    unlink (tmp);
+    if (fd >= 0)
+        unlink (tmp);                   //  (gone already once renamed)
     free (tmp);
     return rc;
 }

@@ -506,7 +506,20 @@ void
 sgmq_json_write_string (FILE *file, const char *text)
 {
     fputc ('"', file);
-    for (const unsigned char *p = (const unsigned char *) text; *p; p++) {
+    const unsigned char *p = (const unsigned char *) text;
+    const unsigned char *end = p + strlen (text);
+    while (p < end) {
+        if (*p >= 0x80) {
+            //  Valid UTF-8 as it is; any other byte (a file name, say) as
+            //  U+FFFD, so that the output is always valid JSON.
+            size_t len = s_utf8_len (p, end);
+            if (len)
+                fwrite (p, 1, len, file);
+            else
+                fputs ("\\ufffd", file);
+            p += len ? len : 1;
+            continue;
+        }
         switch (*p) {
             case '"':  fputs ("\\\"", file); break;
             case '\\': fputs ("\\\\", file); break;
@@ -519,6 +532,25 @@ sgmq_json_write_string (FILE *file, const char *text)
                 else
                     fputc (*p, file);
         }
+        p++;
+    }
+    fputc ('"', file);
+}
+
+void
+sgmq_csv_write_field (FILE *file, const char *text)
+{
+    if (!text)
+        text = "";
+    fputc ('"', file);
+    //  Spreadsheets run a cell that starts with one of these as a formula,
+    //  quoted or not; titles and summaries are free text from publishers.
+    if (*text && strchr ("=+-@\t\r", *text))
+        fputc ('\'', file);
+    for (const char *p = text; *p; p++) {
+        if (*p == '"')
+            fputc ('"', file);
+        fputc (*p, file);
     }
     fputc ('"', file);
 }

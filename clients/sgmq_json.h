@@ -1,6 +1,7 @@
 /*  =========================================================================
-    sgmq_json - a small strict JSON reader and a string writer, for the
-    sgmq command line (`--file` documents in, `--json` lines out)
+    sgmq_json - a small strict JSON reader, and JSON string and CSV field
+    writers, for the sgmq command line (`--file` documents in, `--json`
+    lines and CSV out)
 
     Strict RFC 8259: no comments, no trailing commas, no NaN; strings must
     be valid UTF-8 (\u escapes, surrogate pairs included, are decoded);
@@ -52,9 +53,16 @@ const char *sgmq_json_key (const sgmq_json_t *self, size_t index);
 //  Member of an object by key, or NULL.
 const sgmq_json_t *sgmq_json_get (const sgmq_json_t *self, const char *key);
 
-//  Write `text` as a JSON string (quoted, escaped) to `file`.
+//  Write `text` as a JSON string (quoted, escaped) to `file`. Bytes that
+//  are not valid UTF-8 are written as U+FFFD.
 void
     sgmq_json_write_string (FILE *file, const char *text);
+
+//  Write `text` (NULL: empty) as one quoted CSV field to `file`. A field
+//  that starts with = + - @ TAB or CR gets a ' in front, so that no
+//  spreadsheet takes it for a formula (OWASP's advice on CSV injection).
+void
+    sgmq_csv_write_field (FILE *file, const char *text);
 
 #ifdef __cplusplus
 }

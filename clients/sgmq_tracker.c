@@ -10,6 +10,7 @@
     =========================================================================
 */
 #include "sgmq_tracker.h"
+#include "sgmq_json.h"
 #include "sgmq_time.h"
 
 #include <stdbool.h>
@@ -763,25 +764,14 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
     if (self->learning_count)
         fputs ("</table>\n", out);
     fputs ("<p class=\"meta\">Times are UTC. \"Late\": a deadline was missed, even if "
-           "met afterwards. Case references and message text stay in sgmq; this report "
-           "shows titles only.</p>\n</body>\n</html>\n", out);
+           "met afterwards. Case references and the text of escalations and learning "
+           "stay in sgmq; this report shows their titles, and the Executive's "
+           "decisions and response summaries in full.</p>\n</body>\n</html>\n", out);
     return ferror (out) ? -1 : 0;
 }
 
 //  --------------------------------------------------------------------------
 //  CSV
-
-static void
-s_csv (FILE *out, const char *text)
-{
-    fputc ('"', out);
-    for (const char *p = text ? text : ""; *p; p++) {
-        if (*p == '"')
-            fputc ('"', out);
-        fputc (*p, out);
-    }
-    fputc ('"', out);
-}
 
 static const char *
 s_iso (uint64_t ms, char *buf)
@@ -802,18 +792,18 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
     for (size_t i = 0; i < self->escalation_count; i++) {
         s_escalation_t *e = &self->escalations [i];
         fprintf (out, "escalation,%llu,%s,", (unsigned long long) e->seq, s_iso (e->time, a));
-        s_csv (out, e->from);
+        sgmq_csv_write_field (out, e->from);
         fputc (',', out);
-        s_csv (out, e->group);
+        sgmq_csv_write_field (out, e->group);
         fputc (',', out);
-        s_csv (out, e->title);
+        sgmq_csv_write_field (out, e->title);
         fprintf (out, ",%s,%s,%s,", sgmq_proto_severity_name (e->severity),
                  sgmq_proto_esc_status_name (e->status), s_iso (e->acked_at, b));
-        s_csv (out, e->acked_by);
+        sgmq_csv_write_field (out, e->acked_by);
         fprintf (out, ",%s,", s_iso (e->responded_at, c));
-        s_csv (out, e->decision);
+        sgmq_csv_write_field (out, e->decision);
         fputc (',', out);
-        s_csv (out, e->summary);
+        sgmq_csv_write_field (out, e->summary);
         const char *now = s_overdue_now (e, self->now);
         fprintf (out, ",%s,", s_iso (e->ack_by, a));
         fprintf (out, "%s,%s,%s,%s,%u,,,,,,,\n", s_iso (e->respond_by, b),
@@ -826,7 +816,7 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
         for (uint32_t r = 0; r < l->recipient_count; r++)
             acked += l->recipients [r].acked_at != 0;
         fprintf (out, "learning,%llu,%s,", (unsigned long long) l->seq, s_iso (l->time, a));
-        s_csv (out, l->from);
+        sgmq_csv_write_field (out, l->from);
         fputc (',', out);
         char *groups = NULL;
         size_t size = 0;
@@ -835,15 +825,15 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
             fprintf (buffer, "%s%s", g ? ";" : "", l->groups [g]);
         if (buffer)
             fclose (buffer);
-        s_csv (out, groups);
+        sgmq_csv_write_field (out, groups);
         free (groups);
         fputc (',', out);
-        s_csv (out, l->title);
+        sgmq_csv_write_field (out, l->title);
         char review [SGMQ_PROTO_MAX_NAME * 2];
         snprintf (review, sizeof review, "%s %s", sgmq_proto_review_name (l->review_type),
                   l->review_ref);
         fputc (',', out);
-        s_csv (out, review);
+        sgmq_csv_write_field (out, review);
         //  Fields 8 to 20 are the escalation's; then recipients, acknowledged.
         fprintf (out, ",,,,,,,,,,,,,,%u,%u,", l->recipient_count, acked);
         fprintf (out, "%s,", s_iso (l->session_by, a));
@@ -856,14 +846,14 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
         s_agency_counts (l, local, &count, sizeof local / sizeof local [0]);
         for (size_t t = 0; t < count; t++) {
             fprintf (out, "learning-agency,%llu,,,,,,,,,,,,,,,,,,", (unsigned long long) l->seq);
-            s_csv (out, local [t].key);
+            sgmq_csv_write_field (out, local [t].key);
             fprintf (out, ",%u,%u,,,,\n", local [t].total, local [t].acked);
         }
         for (uint32_t g = 0; g < l->group_count; g++) {
             uint32_t in, in_acked;
             s_group_counts (l, l->groups [g], &in, &in_acked);
             fprintf (out, "learning-group,%llu,,,", (unsigned long long) l->seq);
-            s_csv (out, l->groups [g]);
+            sgmq_csv_write_field (out, l->groups [g]);
             fprintf (out, ",,,,,,,,,,,,,,,,%u,%u,,,,\n", in, in_acked);
         }
     }

@@ -438,7 +438,8 @@ test_tracker_figures_on_a_known_history (void **state)
     //  Three escalations: critical, high, low.
     uint64_t a = s_publish_escalation (f, "critical", "Critical one");
     uint64_t b = s_publish_escalation (f, "high", "High one");
-    uint64_t c = s_publish_escalation (f, "low", "Low one");
+    //  A title a spreadsheet would run as a formula (CSV injection).
+    uint64_t c = s_publish_escalation (f, "low", "=SUM(1+1)");
     char num [24];
     snprintf (num, sizeof num, "%llu", (unsigned long long) a);
     free (s_cli (f, f->exec1, NULL, 0, NULL, "ack", num));
@@ -483,6 +484,9 @@ test_tracker_figures_on_a_known_history (void **state)
     row = s_csv_row (text, "escalation,2,");
     assert_non_null (strstr (row, "high,raised,"));
     free (row);
+    row = s_csv_row (text, "escalation,3,");
+    assert_non_null (strstr (row, "\"'=SUM(1+1)\",low,"));
+    free (row);
     row = s_csv_row (text, "learning,");
     assert_non_null (strstr (row, "\"executive;exploitation\",\"Neglect\",\"cspr CSPR-7\""));
     //  Recipients: both Executive members and the chair; 2 acknowledged.
@@ -496,6 +500,10 @@ test_tracker_figures_on_a_known_history (void **state)
     free (row);
     free (text);
 
+    //  Only its owner may read it: it holds the Executive's decisions.
+    struct stat st;
+    assert_int_equal (stat (html, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0600);
     text = testutil_read_file (html, NULL);
     assert_non_null (strstr (text, "<td>3 (1 critical, 1 high, 0 medium, 1 low)</td>"));
     assert_non_null (strstr (text, "Responded to</th><td>1 of 3 (33%)"));
