@@ -3663,23 +3663,23 @@ s_copy_env (MDB_env *env, const char *dest)
     if (!path)
         return ENOMEM;
     sprintf (path, "%s/data.mdb", dest);
-    rc = mdb_env_copy2 (env, dest, MDB_CP_COMPACT);
-    if (rc) {
-        //  LMDB creates the file before its read transaction or a write
-        //  can fail (MDB_MAP_RESIZED, ENOSPC): `dest` was empty, so the
-        //  file is ours, unless someone made one meanwhile (EEXIST).
-        if (rc != EEXIST)
-            unlink (path);
+    //  Made here, owner-only from the start (mdb_env_copy2 would make it
+    //  0666 & umask: readable by others until a chmod), and removed on any
+    //  failure, so that a failed copy leaves `dest` empty.
+    int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, S_FILE_MODE);
+    if (fd < 0) {
+        rc = errno;
         goto out_free_path;
     }
-    //  LMDB creates the copy 0666 & umask and does not sync it: make it
-    //  owner-only like the store, and durable before we say it is done.
-    if (chmod (path, S_FILE_MODE) != 0)
+    rc = mdb_env_copyfd2 (env, fd, MDB_CP_COMPACT);
+    if (!rc && fsync (fd) != 0)
+        rc = errno;
+    if (close (fd) != 0 && !rc)
         rc = errno;
     if (!rc)
-        rc = s_fsync_path (path, O_RDONLY);
-    if (!rc)
         rc = s_fsync_path (dest, O_RDONLY | O_DIRECTORY);
+    if (rc)
+        unlink (path);
 out_free_path:
     free (path);
     return rc;
