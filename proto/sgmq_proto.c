@@ -795,7 +795,7 @@ s_sanitize (char *dest, size_t cap, const void *src, size_t len)
     size_t used = 0;
     for (size_t index = 0; index < len && used + 1 < cap; index++) {
         uint8_t c = bytes [index];
-        dest [used++] = c > ' ' && c < S_ASCII_DEL ? (char) c : '?';
+        dest [used++] = c >= ' ' && c < S_ASCII_DEL ? (char) c : '?';
     }
     if (cap)
         dest [used] = 0;
@@ -1905,6 +1905,8 @@ s_decode_cmd (s_ctx_t *ctx, s_reader_t *r, sgmq_cmd_t *cmd)
     ctx->id = id.u;
     cmd->id = id.u;
     cmd->cmd = (sgmq_cmd_id_t) which;
+    if (which == SGMQ_CMD_DELIVER && id.u != 0)
+        return s_fail (ctx, SGMQ_E_BAD_VALUE, "DELIVER carries id 0");
 
     s_head_t body;
     ctx->root = "body";
@@ -2165,6 +2167,10 @@ s_put_cmd (s_ctx_t *ctx, msgpack_packer *pk, const sgmq_cmd_t *cmd)
     if (!name)
         return s_fail (ctx, SGMQ_E_UNKNOWN_COMMAND, "%d is not a command",
                        (int) cmd->cmd);
+    if (cmd->cmd == SGMQ_CMD_DELIVER && cmd->id != 0) {
+        ctx->root = "id";
+        return s_fail (ctx, SGMQ_E_BAD_VALUE, "DELIVER carries id 0");
+    }
     if (pk && (msgpack_pack_array (pk, S_CMD_ELEMENTS)
                || s_pack_str (pk, name, strlen (name))
                || msgpack_pack_uint64 (pk, cmd->id)))
@@ -2604,6 +2610,8 @@ sgmq_proto_write (sgmq_proto_writer_t *self, const sgmq_cmd_t *cmd,
         self->buffer.size = before;
         if (self->count == 0) {
             //  It would not fit in any frame: sending and retrying cannot help.
+            ctx.root = "command";       //  the whole command, not a field
+            ctx.steps = 0;
             s_fail (&ctx, SGMQ_E_TOO_LARGE,
                     "command of %zu bytes does not fit in a frame (limit %d)",
                     alone, SGMQ_PROTO_MAX_FRAME);

@@ -16,7 +16,9 @@
     string, too many items, nesting too deep, trailing bytes or a truncated
     buffer each give their own status code and name the field. The decoder
     never reads outside the buffer and allocates at most a fixed multiple of
-    the frame size, whatever the input.
+    the frame size for what it decodes, plus a slot and an error record per
+    command (about 530 bytes each, 1,024 commands at most), whatever the
+    input.
 
     Ownership: decoded commands live in an sgmq_proto_frame_t and every
     pointer in them (strings, lists, body bytes) stays valid until the

@@ -1364,6 +1364,8 @@ static const bad_case_t s_cases [] = {
     { F ("['ack',1,{'seq':1,'seq':2}]"), CMD, SGMQ_E_DUPLICATE_FIELD, "seq" },
     { F ("['ack',1,{'seq':1,'Seq':2}]"), CMD, SGMQ_E_UNKNOWN_FIELD, "Seq" },
     { F ("['ack',1,{'se\\x01q':2}]"), CMD, SGMQ_E_UNKNOWN_FIELD, "se?q" },
+    //  Space is printable: a path keeps it (only other bytes become ?).
+    { F ("['ack',1,{'se q':2}]"), CMD, SGMQ_E_UNKNOWN_FIELD, "se q" },
 
     //  Missing required fields.
     { F ("['ack',1,{}]"), CMD, SGMQ_E_MISSING_FIELD, "seq" },
@@ -1597,6 +1599,10 @@ static const bad_case_t s_cases [] = {
     { F ("['deliver',0,{'seq':1,'time':1,'kind':'response','from':'f','agency':'a',"
          "'groups':['g'],'attempt':4294967296,'body':{}}]"),
       CMD, SGMQ_E_BAD_VALUE, "attempt" },
+    //  DELIVER is unsolicited: its id is 0 (3.5, 4.2).
+    { F ("['deliver',5,{'seq':1,'time':1,'kind':'response','from':'f','agency':'a',"
+         "'groups':['g'],'attempt':1,'body':{'to':1,'decision':'d','summary':'s'}}]"),
+      CMD, SGMQ_E_BAD_VALUE, "id" },
     { F ("['deliver',0,{'seq':1,'time':1,'kind':'response','from':'f','agency':'a',"
          "'groups':['g'],'attempt':1,'body':{'to':1,'decision':'d','summary':'s',"
          "'action':['ok',str(1001)]}}]"),
@@ -2056,8 +2062,14 @@ test_writer_full (void **state)
     item.u.replay_item.body_size++;
     assert_int_equal (sgmq_proto_write (writer, &item, &error), -2);
     assert_int_equal (error.code, SGMQ_E_TOO_LARGE);
+    assert_string_equal (error.field, "command");    //  no one field is at fault
     assert_int_equal (sgmq_proto_writer_count (writer), 0);
     free (body);
+    //  The writer refuses a DELIVER with an id, as the decoder does.
+    sgmq_cmd_t deliver = { .cmd = SGMQ_CMD_DELIVER, .id = 5 };
+    assert_int_equal (sgmq_proto_write (writer, &deliver, &error), -2);
+    assert_int_equal (error.code, SGMQ_E_BAD_VALUE);
+    assert_string_equal (error.field, "id");
 
     //  A frame one byte over the limit is refused by the decoder.
     uint8_t *big = calloc (1, SGMQ_PROTO_MAX_FRAME + 1);
