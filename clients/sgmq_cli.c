@@ -891,6 +891,15 @@ s_cert_new (s_args_t *args)
         rc = admitted ? sgmq_cert_save_public (cert, admitted, true, error) : -1;
         free (out_copy);
         free (certs);
+        if (rc) {
+            //  Not admitted: take back the pair just made (save refuses to
+            //  overwrite, so they are ours), so that the command can be
+            //  run again as it was.
+            char secret [PATH_MAX];
+            unlink (out);
+            if ((size_t) snprintf (secret, sizeof secret, "%s_secret", out) < sizeof secret)
+                unlink (secret);
+        }
     }
     if (rc == 0) {
         printf ("%s\n  public cert  %s\n  secret cert  %s_secret (mode 0600: give it "

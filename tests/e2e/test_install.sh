@@ -104,6 +104,15 @@ ldd "$tmp/examples/escalate" | grep "$libdir/libsgmq.so.0" >/dev/null \
 "$cli_bin" cert new --name "Police case system" --agency "Metropolitan Police" \
     --role publisher --groups exploitation --out "$tmp/police.cert" \
     --admit "$tmp/deploy" > /dev/null
+# A second cert under a name already admitted is refused, and leaves no
+# key pair behind: the same command can run again once the name is free.
+mkdir "$tmp/other"
+if "$cli_bin" cert new --name "Police case system" --agency "Metropolitan Police" \
+       --role publisher --groups exploitation --out "$tmp/other/police.cert" \
+       --admit "$tmp/deploy" > /dev/null 2>&1; then
+    fail "cert new admitted a second police.cert"
+fi
+[[ -z $(ls -A "$tmp/other") ]] || fail "a refused cert new left $(ls -A "$tmp/other")"
 # The ready line comes through a FIFO so that `read -t` bounds the wait.
 mkfifo "$tmp/stdout"
 "$broker_bin" --config "$tmp/deploy/sgmq.cfg" > "$tmp/stdout" 2> "$tmp/broker.log" &
