@@ -164,7 +164,9 @@ int
 //  already here). Returns 0 with *delivery set (valid until the next
 //  call), or -1 with error->code SGMQ_CLIENT_E_TIMEOUT when none came, or
 //  another error. Keeps the session alive (pings) and reconnects while it
-//  waits.
+//  waits; reconnecting may block past `timeout`, as for _publish_wait (a
+//  handshake, HELLO and SUBSCRIBE of up to the client's timeout each),
+//  since a budget shorter than a handshake would never reconnect.
 int
     sgmq_client_recv (sgmq_client_t *self, int timeout,
                       const sgmq_delivery_t **delivery, sgmq_error_t *error);
