@@ -13,10 +13,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 //  ZPL indents by exactly this many spaces per level.
 #define S_INDENT 4
@@ -91,6 +94,8 @@ s_node_free (sgmq_zpl_t *node)
     while (node) {
         sgmq_zpl_t *next = node->next;
         s_node_free (node->child);
+        //  Key files and secret certs are ZPL: leave no key in freed memory.
+        sodium_memzero (node->name, strlen (node->name) + 1 + strlen (node->value));
         free (node->name);
         free (node);
         node = next;
@@ -255,16 +260,29 @@ sgmq_zpl_t *
 sgmq_zpl_load (const char *path, char *error)
 {
     s_parser_t parser = { .origin = path, .error = error };
-    FILE *file = fopen (path, "rb");
-    if (!file) {
+    //  read(2), not stdio, whose buffer would keep a copy of a secret.
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         s_fail (&parser, "cannot open: %s", strerror (errno));
         return NULL;
     }
     //  One byte more than the limit tells "too big" from "exactly at it".
     char *text = malloc (SGMQ_ZPL_MAX_FILE + 1);
-    size_t size = text ? fread (text, 1, SGMQ_ZPL_MAX_FILE + 1, file) : 0;
-    bool failed = ferror (file) != 0;
-    fclose (file);
+    size_t size = 0;
+    bool failed = false;
+    while (text && size < SGMQ_ZPL_MAX_FILE + 1) {
+        ssize_t got = read (fd, text + size, SGMQ_ZPL_MAX_FILE + 1 - size);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            failed = got < 0;
+            break;
+        }
+        size += (size_t) got;
+    }
+    int saved = errno;
+    close (fd);
+    errno = saved;
     sgmq_zpl_t *root = NULL;
     if (!text)
         s_fail (&parser, "out of memory");
@@ -273,6 +291,8 @@ sgmq_zpl_load (const char *path, char *error)
         s_fail (&parser, "cannot read: %s", strerror (errno));
     else
         root = sgmq_zpl_parse (text, size, path, error);
+    if (text)
+        sodium_memzero (text, size);
     free (text);
     return root;
 }
