@@ -3466,6 +3466,32 @@ s_verify_messages (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
                           &report->bad_seq, "message", "chain");
 }
 
+//  The acked record of (recipient, seq): 0 if it is ack event `event`, at
+//  `time`, with `key`; SGMQ_STORE_E_CORRUPT if not (or missing); or an
+//  error.
+static int
+s_verify_ackd (sgmq_store_txn_t *txn, uint64_t event, uint64_t seq, uint64_t time,
+               const uint8_t *recipient, size_t rn, const uint8_t *key, size_t kn)
+{
+    char name [SGMQ_STORE_MAX_NAME + 1], stored_key [SGMQ_STORE_MAX_NAME + 1];
+    s_copy_name (name, recipient, rn);
+    uint8_t dkey [S_DKEY_MAX];
+    size_t dsize = s_dkey (dkey, name, rn, seq);
+    MDB_val val;
+    int rc = s_get (txn, S_DB_ACKD, dkey, dsize, &val);
+    if (rc == SGMQ_STORE_E_NOT_FOUND)
+        return SGMQ_STORE_E_CORRUPT;
+    sgmq_store_delivery_t d;
+    uint64_t ackd_event = 0;
+    if (!rc)
+        rc = s_ackd_decode (stored_key, &val, &d, &ackd_event);
+    if (rc)
+        return rc;
+    bool same = ackd_event == event && d.acked_at == time
+             && strlen (stored_key) == kn && memcmp (stored_key, key, kn) == 0;
+    return same ? 0 : SGMQ_STORE_E_CORRUPT;
+}
+
 static int
 s_verify_acks (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
                uint64_t msg_head)
@@ -3493,8 +3519,8 @@ s_verify_acks (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
         uint64_t seq = s_rd_u64 (&r), time = s_rd_u64 (&r);
         const uint8_t *stored = s_rd_bytes (&r, S_HASH);
         const uint8_t *names = r.p;
-        s_rd_str (&r, 1, SGMQ_STORE_MAX_NAME, &rn);
-        s_rd_str (&r, 0, SGMQ_STORE_MAX_NAME, &kn);
+        const uint8_t *recipient = s_rd_str (&r, 1, SGMQ_STORE_MAX_NAME, &rn);
+        const uint8_t *ack_key = s_rd_str (&r, 0, SGMQ_STORE_MAX_NAME, &kn);
         uint8_t hash [S_HASH];
         if (!version_ok || r.bad || r.left != 0) {
             report->bad_ack = event;
@@ -3517,6 +3543,19 @@ s_verify_acks (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
                       (unsigned long long) seq);
             break;
         }
+        //  The delivery's acked record must say what the event says (what
+        //  REPLAY and PENDING show comes from it).
+        rc = s_verify_ackd (txn, event, seq, time, recipient, rn, ack_key, kn);
+        if (rc == SGMQ_STORE_E_CORRUPT) {
+            report->bad_ack = event;
+            s_report (report, "ack event %llu: the acknowledgement of message "
+                      "%llu it records is not stored as it says",
+                      (unsigned long long) event, (unsigned long long) seq);
+            rc = 0;
+            break;
+        }
+        if (rc)
+            break;
         memcpy (prev, hash, S_HASH);
         report->acks++;
         expect++;
@@ -3526,6 +3565,19 @@ s_verify_acks (sgmq_store_txn_t *txn, sgmq_store_verify_t *report,
         return rc;
     if (report->bad_ack)
         return 0;
+    //  Each event matched its own acked record (one per recipient and seq):
+    //  any record more is an acknowledgement no event records.
+    MDB_stat st;
+    rc = mdb_stat (txn->txn, txn->store->dbi [S_DB_ACKD], &st);
+    if (rc)
+        return s_fatal (txn, rc);
+    if (st.ms_entries != report->acks) {
+        report->bad_ack = expect;
+        s_report (report, "%llu acknowledgements are stored but the ack chain "
+                  "records %llu", (unsigned long long) st.ms_entries,
+                  (unsigned long long) report->acks);
+        return 0;
+    }
     return s_verify_head (txn, report, s_meta_ackhead, expect, prev,
                           &report->bad_ack, "ack event", "ack chain");
 }

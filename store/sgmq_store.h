@@ -472,7 +472,9 @@ typedef struct {
 
 //  Walk both chains from the start: recompute each message's hash from its
 //  canonical bytes and the previous hash (a missing sequence number is a
-//  break), each ack event's likewise, and check every checkpoint's
+//  break), each ack event's likewise (and that the delivery's acked record,
+//  which REPLAY and PENDING read, says what its event says, with no acked
+//  record outside the chain), and check every checkpoint's
 //  signature with `signing_pk` (NULL: skip signatures) and that it matches
 //  the chain. Returns 0 when all is intact, SGMQ_STORE_E_CORRUPT with the
 //  report saying where it first breaks, or another error.

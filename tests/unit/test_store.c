@@ -2929,6 +2929,77 @@ test_copy (void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown (name, fx_setup, fx_teardown)
 
+//  Acknowledgements outside the ack chain: whoever edits the file can
+//  move a pending delivery to acked (an ack no event records) or change
+//  who acked; REPLAY and PENDING read those records, so verify must find
+//  both (a second review found it did not).
+typedef struct {
+    const char *who;
+    uint64_t seq;
+} s_forge_t;
+
+static int
+s_forge_ack_fn (sgmq_store_txn_t *txn, void *arg)
+{
+    s_forge_t *f = arg;
+    sgmq_store_acked_t acked;
+    return sgmq_store_ack (txn, f->who, "KEY-REAL", f->seq, &acked);
+}
+
+static void
+s_forge (const char *dir, uint64_t seq, bool move_pending)
+{
+    raw_t raw;
+    s_raw_open (&raw, dir);
+    MDB_dbi pend = s_raw_dbi (&raw, "pend"), ackd = s_raw_dbi (&raw, "ackd");
+    uint8_t k1 [64], k2 [64];
+    size_t n1 = strlen ("exec-children"), n2 = strlen ("exec-health");
+    memcpy (k1, "exec-children", n1 + 1);
+    s_seq_key (k1 + n1 + 1, seq);
+    memcpy (k2, "exec-health", n2 + 1);
+    s_seq_key (k2 + n2 + 1, seq);
+    MDB_val key1 = { n1 + 9, k1 }, key2 = { n2 + 9, k2 }, val;
+    assert_int_equal (mdb_get (raw.txn, ackd, &key1, &val), 0);
+    uint8_t rec [512];
+    size_t size = val.mv_size;
+    memcpy (rec, val.mv_data, size);
+    memcpy (rec + size - 8, "KEY-FAKE", 8);     //  the acking key
+    MDB_val forged = { size, rec };
+    if (move_pending) {
+        assert_int_equal (mdb_del (raw.txn, pend, &key2, NULL), 0);
+        assert_int_equal (mdb_put (raw.txn, ackd, &key2, &forged, 0), 0);
+    }
+    else
+        assert_int_equal (mdb_put (raw.txn, ackd, &key1, &forged, 0), 0);
+    s_raw_close (&raw);
+}
+
+static void
+test_forged_acks_fail_verify (void **state)
+{
+    fx_t *fx = *state;
+    for (int forgery = 0; forgery < 2; forgery++) {
+        sgmq_store_msg_t m = s_msg ("body");
+        uint64_t seq = s_append_one (fx->store, &m);
+        s_forge_t f = { "exec-children", seq };
+        CHECK_OK (sgmq_store_write (fx->store, s_forge_ack_fn, &f));
+        s_verify_ok (fx->store);
+        sgmq_store_close (&fx->store);
+        s_forge (fx->dir, seq, forgery == 1);
+        fx->store = s_open (fx->dir, &fx->opts);
+        sgmq_store_verify_t report;
+        CHECK_RC (sgmq_store_verify (fx->store, s_sign_pk, &report), SGMQ_STORE_E_CORRUPT);
+        print_message ("    %s: %s\n", forgery ? "an ack with no event" : "another key",
+                       report.reason);
+        assert_true (report.bad_ack > 0);
+        //  Start again from an empty store for the next forgery.
+        sgmq_store_close (&fx->store);
+        fx_teardown (state);
+        fx_setup (state);
+        fx = *state;
+    }
+}
+
 //  A map that cannot grow (no address space left: RLIMIT_AS here, a
 //  container's limit in life): LMDB unmaps the old map before it fails to
 //  map the new one. The store must give errors, or go on, and never touch
@@ -3054,6 +3125,7 @@ main (void)
         T (test_stale_readers),
         T (test_damaged_files),
         T (test_copy),
+        T (test_forged_acks_fail_verify),
         T (test_grow_without_address_space),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
