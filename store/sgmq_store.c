@@ -2382,6 +2382,9 @@ s_iter_time_bounds (sgmq_store_iter_t *self)
     sgmq_store_txn_t *txn = self->txn;
     if (self->since == 0 && self->until == UINT64_MAX)
         return 0;
+    //  A write txn's own appends have their time entry only at its finish:
+    //  they are the last entry, (txn->time, first_seq), in all but name.
+    bool pending = txn->write && txn->first_seq;
     MDB_cursor *cursor;
     int rc = s_cursor (txn, S_DB_TIME, &cursor);
     if (rc)
@@ -2392,6 +2395,11 @@ s_iter_time_bounds (sgmq_store_iter_t *self)
         s_be64 (k, self->since);
         key = s_val (k, sizeof k);
         rc = s_cursor_get (txn, cursor, &key, &val, MDB_SET_RANGE);
+        if (rc == SGMQ_STORE_E_NOT_FOUND && pending && txn->time >= self->since) {
+            if (txn->first_seq > self->lo)
+                self->lo = txn->first_seq;
+        }
+        else
         if (rc == SGMQ_STORE_E_NOT_FOUND)
             self->state = S_ITER_DONE;  //  nothing that recent
         else
@@ -2409,6 +2417,11 @@ s_iter_time_bounds (sgmq_store_iter_t *self)
         s_be64 (k, self->until + 1);
         key = s_val (k, sizeof k);
         rc = s_cursor_get (txn, cursor, &key, &val, MDB_SET_RANGE);
+        if (rc == SGMQ_STORE_E_NOT_FOUND && pending && txn->time > self->until) {
+            if (txn->first_seq - 1 < self->hi)
+                self->hi = txn->first_seq - 1;
+        }
+        else
         if (!rc && key.mv_size != S_TIME_KEY_SIZE)
             rc = SGMQ_STORE_E_CORRUPT;
         else
