@@ -2995,19 +2995,6 @@ test_time_bounds_in_a_write_txn (void **state)
 //  move a pending delivery to acked (an ack no event records) or change
 //  who acked; REPLAY and PENDING read those records, so verify must find
 //  both (a second review found it did not).
-typedef struct {
-    const char *who;
-    uint64_t seq;
-} s_forge_t;
-
-static int
-s_forge_ack_fn (sgmq_store_txn_t *txn, void *arg)
-{
-    s_forge_t *f = arg;
-    sgmq_store_acked_t acked;
-    return sgmq_store_ack (txn, f->who, "KEY-REAL", f->seq, &acked);
-}
-
 static void
 s_forge (const char *dir, uint64_t seq, bool move_pending)
 {
@@ -3043,8 +3030,7 @@ test_forged_acks_fail_verify (void **state)
     for (int forgery = 0; forgery < 2; forgery++) {
         sgmq_store_msg_t m = s_msg ("body");
         uint64_t seq = s_append_one (fx->store, &m);
-        s_forge_t f = { "exec-children", seq };
-        CHECK_OK (sgmq_store_write (fx->store, s_forge_ack_fn, &f));
+        CHECK_OK (s_do_ack (fx->store, "exec-children", "KEY-REAL", seq, NULL));
         s_verify_ok (fx->store);
         sgmq_store_close (&fx->store);
         s_forge (fx->dir, seq, forgery == 1);
