@@ -107,6 +107,9 @@
 //  s_pending_published): this bit, the seq above 16 bits (seqs stay below
 //  2^47: 4,000 years at 1,000 a second), a recipient index.
 #define S_PENDING_SPLIT     (UINT64_C (1) << 63)
+//  A scope `all` page token: the session's page number above 32 bits, the
+//  items given before it + 1 in these (see s_pending).
+#define S_PENDING_GIVEN     UINT64_C (0xffffffff)
 //  The name and key stamped on messages the broker itself publishes.
 #define S_BROKER_NAME       "sgmq-broker"
 #define S_BROKER_AGENCY     "sgmq"
@@ -221,6 +224,7 @@ struct _s_session_t {
     uint64_t pending_turn;
     uint32_t pending_taken;
     uint64_t all_next, all_seq;
+    uint32_t all_page;
     bool all_overdue;
     char all_recipient [SGMQ_STORE_MAX_NAME + 1];
     //  Output: commands queued this turn, sent as one frame per flush
@@ -2246,20 +2250,23 @@ s_pending (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
         next = s_pending_published (self, txn, session, after, overdue_only, now,
                                     items, limit, &count, &scanned);
     else {
-        //  Everyone's, by (recipient, seq): `after`/`next` count items. A
-        //  session goes on from where its last page ended; any other
-        //  `after` is found by counting again.
+        //  Everyone's, by (recipient, seq). `next` is the session's page
+        //  number above 32 bits (never the same twice, never 0) and the
+        //  items given so far + 1 below. The session goes on from where
+        //  its last page ended; any other `after` is found by counting.
         sgmq_store_delivery_t d;
         char recipient [SGMQ_STORE_MAX_NAME + 1] = "";
         uint64_t seq = 0, skipped = 0;
+        uint64_t given = after & S_PENDING_GIVEN ? (after & S_PENDING_GIVEN) - 1 : 0;
         if (after && after == session->all_next && overdue_only == session->all_overdue) {
             s_copy (recipient, sizeof recipient, session->all_recipient);
             seq = session->all_seq;
-            skipped = after;
+            skipped = given;
         }
         while ((rc = sgmq_store_unacked_all_next (txn, recipient, seq, &d)) == 0) {
             if (count == limit || scanned == S_PENDING_SCAN) {
-                next = after + count;
+                session->all_page = (session->all_page + 1) & S_PENDING_GIVEN;
+                next = (uint64_t) session->all_page << 32 | (given + count + 1);
                 break;
             }
             s_copy (recipient, sizeof recipient, d.recipient);
@@ -2268,13 +2275,13 @@ s_pending (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd,
             if (s_pending_item (self, txn, &d, now, &items [count])
             ||  (overdue_only && !items [count].item.overdue))
                 continue;
-            if (skipped < after)
+            if (skipped < given)
                 skipped++;
             else
                 count++;
         }
-        if (next && skipped < after) {
-            s_error (self, session, cmd->id, SGMQ_E_BAD_REQUEST, "after", "this "
+        if (next && skipped < given) {
+            s_error (self, session, cmd->id, SGMQ_E_BAD_VALUE, "after", "this "
                      "page is too far on to find again: ask from the first page");
             goto out_free;
         }
