@@ -1610,6 +1610,8 @@ s_set_mapsize (sgmq_store_t *self, size_t size)
 static int
 s_begin (sgmq_store_t *self, unsigned int flags, MDB_txn **txn)
 {
+    if (!self->env)                     //  closed by a reopen that failed
+        return SGMQ_STORE_E_BROKEN;
     for (int tries = 0; ; tries++) {
         int rc = mdb_txn_begin (self->env, NULL, flags, txn);
         if ((rc != MDB_PANIC && rc != MDB_MAP_RESIZED)
@@ -1904,6 +1906,8 @@ sgmq_store_write (sgmq_store_t *self, sgmq_store_write_fn *fn, void *arg)
     if (self->broken)
         return SGMQ_STORE_E_BROKEN;
     s_grow_ahead (self);
+    if (self->broken)                   //  a failed growth could not reopen
+        return SGMQ_STORE_E_BROKEN;
     sgmq_store_txn_t *txn = self->wtxn;
     for (;;) {
         int rc = s_wtxn_begin (self);
