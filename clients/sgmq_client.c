@@ -17,6 +17,7 @@
 #include "sgmq_cert.h"
 
 #include <czmq.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdarg.h>
 
@@ -38,6 +39,8 @@
 #define S_BATCH_SEND        128
 //  Verify reports progress this often.
 #define S_PROGRESS_EVERY    4096
+//  After a 429, the first pause (ms) before asking again; it doubles.
+#define S_BUSY_PAUSE        10
 
 typedef struct {
     uint64_t seq, time;
@@ -1129,7 +1132,7 @@ sgmq_client_pending (sgmq_client_t *self, sgmq_scope_t scope, bool overdue,
 {
     s_clear (error);
     uint64_t after = 0;
-    int backoff = 0;
+    int backoff = 0, waited = 0;
     while (true) {
         sgmq_cmd_t pending = { .cmd = SGMQ_CMD_PENDING };
         pending.u.pending.scope = scope;
@@ -1138,16 +1141,20 @@ sgmq_client_pending (sgmq_client_t *self, sgmq_scope_t scope, bool overdue,
         const sgmq_cmd_t *answer = NULL;
         int rc = s_call_again (self, &pending, &answer, error);
         //  429: the broker bounds the PENDING work of a turn; ask again
-        //  after a growing pause, for up to about the client's timeout.
-        if (rc && error->code == SGMQ_E_BUSY && backoff < self->timeout) {
-            backoff = backoff ? backoff * 2 : 10;
+        //  after a growing pause, the pauses of one page adding up to the
+        //  client's timeout at most.
+        if (rc && error->code == SGMQ_E_BUSY && waited < self->timeout) {
+            backoff = !backoff ? S_BUSY_PAUSE : backoff < INT_MAX / 2 ? backoff * 2 : backoff;
+            if (backoff > self->timeout - waited)
+                backoff = self->timeout - waited;
             zclock_sleep (backoff);
+            waited += backoff;
             s_clear (error);
             continue;
         }
         if (rc)
             return -1;
-        backoff = 0;
+        backoff = waited = 0;
         for (uint32_t i = 0; i < answer->u.pending_answer.count; i++)
             if (fn (&answer->u.pending_answer.items [i], arg))
                 return 0;

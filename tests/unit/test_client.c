@@ -1,11 +1,16 @@
-/*  libsgmq's verify against a broker that lies (PROTOCOL.md 11.4).
+/*  libsgmq against a fake broker (a CURVE ROUTER in a thread) that does
+    what a real one does only in rare cases, or lies.
 
-    A fake broker (a CURVE ROUTER in a thread) answers HELLO and REPLAY
-    with a history whose hashes are all consistent, but with one other
-    thing wrong in each case: a time that goes back, a body that is not in
-    its canonical encoding, a REPLAY-END count or head hash that does not
-    match what was sent. sgmq_client_verify must say "not intact" and name
-    the message; the honest history verifies. */
+    * verify (PROTOCOL.md 11.4): the fake answers REPLAY with a history
+      whose hashes are all consistent, but with one other thing wrong in
+      each case: a time that goes back, a body that is not in its canonical
+      encoding, a REPLAY-END count or head hash that does not match what was
+      sent. sgmq_client_verify must say "not intact" and name the message;
+      the honest history verifies.
+    * pending (10): the fake answers PENDING with 429 a few times (the
+      broker's bound on the PENDING work of a turn), then with the page:
+      sgmq_client_pending waits and asks again, and gives up with the 429
+      once its pauses add up to the client's timeout. */
 #include "testutil.h"
 #include "sgmq_cert.h"
 #include "sgmq_client.h"
@@ -33,6 +38,8 @@ static const uint8_t s_wide [] = {
 
 typedef struct {
     s_lie_t lie;
+    int busy;                           //  PENDINGs answered 429; -1: all
+    int pendings;                       //  PENDINGs received
     sgmq_cert_t *cert;
     zsock_t *router;
 } s_fake_t;
@@ -101,6 +108,31 @@ s_history (s_fake_t *fake, zframe_t *routing, uint64_t id, bool probe)
     s_send (fake, routing, cmds, count + 1);
 }
 
+//  429 while the fake is busy, then one page of one item.
+static void
+s_pending (s_fake_t *fake, zframe_t *routing, uint64_t id)
+{
+    fake->pendings++;
+    if (fake->busy) {
+        if (fake->busy > 0)
+            fake->busy--;
+        sgmq_cmd_t busy = { .cmd = SGMQ_CMD_ERROR, .id = id };
+        busy.u.error.code = SGMQ_E_BUSY;
+        busy.u.error.reason = "the broker has answered all the PENDING it takes at a time";
+        s_send (fake, routing, &busy, 1);
+        return;
+    }
+    static sgmq_pending_item_t item = {
+        .seq = 1, .time = 1700000000000, .kind = SGMQ_KIND_LEARNING_UPDATE,
+        .recipient = "Independent scrutineer", .state = SGMQ_STATE_PENDING,
+        .from = "partnership-office"
+    };
+    sgmq_cmd_t answer = { .cmd = SGMQ_CMD_PENDING_ANSWER, .id = id };
+    answer.u.pending_answer.count = 1;
+    answer.u.pending_answer.items = &item;
+    s_send (fake, routing, &answer, 1);
+}
+
 static void
 s_fake_actor (zsock_t *pipe, void *arg)
 {
@@ -136,6 +168,9 @@ s_fake_actor (zsock_t *pipe, void *arg)
                 if (cmd->cmd == SGMQ_CMD_REPLAY)
                     s_history (fake, routing, cmd->id, cmd->u.replay.from > S_MESSAGES);
                 else
+                if (cmd->cmd == SGMQ_CMD_PENDING)
+                    s_pending (fake, routing, cmd->id);
+                else
                 if (cmd->cmd == SGMQ_CMD_PING) {
                     sgmq_cmd_t pong = { .cmd = SGMQ_CMD_PONG, .id = cmd->id };
                     s_send (fake, routing, &pong, 1);
@@ -148,48 +183,76 @@ s_fake_actor (zsock_t *pipe, void *arg)
     sgmq_proto_frame_destroy (&frame);
 }
 
+//  A fake broker and a client of it, with certificates in a temporary
+//  folder.
+typedef struct {
+    char dir [32];
+    char server_path [256], client_path [256], secret_path [300];
+    s_fake_t fake;
+    sgmq_cert_t *client_cert;
+    zactor_t *actor;
+    sgmq_client_t *client;
+} s_setup_t;
+
+static void
+s_setup (s_setup_t *s, s_lie_t lie, int busy, int timeout)
+{
+    memset (s, 0, sizeof *s);
+    snprintf (s->dir, sizeof s->dir, "/tmp/sgmq-client-XXXXXX");
+    assert_non_null (mkdtemp (s->dir));
+    char error_text [SGMQ_CERT_ERROR_SIZE];
+    snprintf (s->server_path, sizeof s->server_path, "%s/broker.cert", s->dir);
+    snprintf (s->client_path, sizeof s->client_path, "%s/auditor.cert", s->dir);
+    snprintf (s->secret_path, sizeof s->secret_path, "%s_secret", s->client_path);
+    s->fake = (s_fake_t) { .lie = lie, .busy = busy, .cert = sgmq_cert_new () };
+    s->client_cert = sgmq_cert_new ();
+    assert_int_equal (sgmq_cert_save_public (s->fake.cert, s->server_path, true,
+                                             error_text), 0);
+    assert_int_equal (sgmq_cert_save (s->client_cert, s->client_path, error_text), 0);
+    //  A CURVE server with no ZAP handler admits any key: this fake needs
+    //  no more.
+    s->fake.router = zsock_new (ZMQ_ROUTER);
+    assert_int_equal (sgmq_cert_apply_server (s->fake.cert,
+                                              zsock_resolve (s->fake.router)), 0);
+    int port = zsock_bind (s->fake.router, "tcp://127.0.0.1:*");
+    assert_true (port > 0);
+    s->actor = zactor_new (s_fake_actor, &s->fake);
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    sgmq_client_options_t options = {
+        .broker = endpoint, .cert = s->secret_path, .server_cert = s->server_path,
+        .timeout = timeout
+    };
+    sgmq_error_t error;
+    s->client = sgmq_client_new (&options, &error);
+    if (!s->client)
+        fail_msg ("no client: %d %s", error.code, error.reason);
+}
+
+//  Stop the fake (after which its counts may be read) and clean up.
+static void
+s_teardown (s_setup_t *s)
+{
+    sgmq_client_destroy (&s->client);
+    zactor_destroy (&s->actor);
+    zsock_destroy (&s->fake.router);
+    sgmq_cert_destroy (&s->fake.cert);
+    sgmq_cert_destroy (&s->client_cert);
+    unlink (s->secret_path);
+    unlink (s->client_path);
+    unlink (s->server_path);
+    rmdir (s->dir);
+}
+
 //  Verify against a fake broker that tells this lie.
 static void
 s_verify (s_lie_t lie, sgmq_verify_t *report)
 {
-    char dir [] = "/tmp/sgmq-verify-XXXXXX";
-    assert_non_null (mkdtemp (dir));
-    char server_path [256], client_path [256], error_text [SGMQ_CERT_ERROR_SIZE];
-    snprintf (server_path, sizeof server_path, "%s/broker.cert", dir);
-    snprintf (client_path, sizeof client_path, "%s/auditor.cert", dir);
-    s_fake_t fake = { .lie = lie, .cert = sgmq_cert_new () };
-    sgmq_cert_t *client_cert = sgmq_cert_new ();
-    assert_int_equal (sgmq_cert_save_public (fake.cert, server_path, true, error_text), 0);
-    assert_int_equal (sgmq_cert_save (client_cert, client_path, error_text), 0);
-    //  A CURVE server with no ZAP handler admits any key: this fake needs
-    //  no more.
-    fake.router = zsock_new (ZMQ_ROUTER);
-    assert_int_equal (sgmq_cert_apply_server (fake.cert, zsock_resolve (fake.router)), 0);
-    int port = zsock_bind (fake.router, "tcp://127.0.0.1:*");
-    assert_true (port > 0);
-    zactor_t *actor = zactor_new (s_fake_actor, &fake);
-    char endpoint [64];
-    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
-    char secret_path [300];
-    snprintf (secret_path, sizeof secret_path, "%s_secret", client_path);
-    sgmq_client_options_t options = {
-        .broker = endpoint, .cert = secret_path, .server_cert = server_path,
-        .timeout = (int) testutil_ms (5000)
-    };
+    s_setup_t s;
+    s_setup (&s, lie, 0, (int) testutil_ms (5000));
     sgmq_error_t error;
-    sgmq_client_t *client = sgmq_client_new (&options, &error);
-    if (!client)
-        fail_msg ("no client: %d %s", error.code, error.reason);
-    assert_int_equal (sgmq_client_verify (client, NULL, report, NULL, NULL, &error), 0);
-    sgmq_client_destroy (&client);
-    zactor_destroy (&actor);
-    zsock_destroy (&fake.router);
-    sgmq_cert_destroy (&fake.cert);
-    sgmq_cert_destroy (&client_cert);
-    unlink (secret_path);
-    unlink (client_path);
-    unlink (server_path);
-    rmdir (dir);
+    assert_int_equal (sgmq_client_verify (s.client, NULL, report, NULL, NULL, &error), 0);
+    s_teardown (&s);
 }
 
 static void
@@ -228,12 +291,54 @@ test_each_lie_is_found (void **state)
     }
 }
 
+static int
+s_count_item (const sgmq_pending_item_t *item, void *arg)
+{
+    (void) item;
+    (*(size_t *) arg)++;
+    return 0;
+}
+
+static void
+test_pending_waits_out_a_busy_broker (void **state)
+{
+    (void) state;
+    //  Three 429s, then the page.
+    s_setup_t s;
+    s_setup (&s, S_HONEST, 3, (int) testutil_ms (5000));
+    size_t items = 0;
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_pending (s.client, SGMQ_SCOPE_MINE, false,
+                                           s_count_item, &items, &error), 0);
+    assert_int_equal (items, 1);
+    s_teardown (&s);
+    assert_int_equal (s.fake.pendings, 4);
+    //  Busy for good: 429 once the pauses add up to the timeout (at 200 ms:
+    //  10 + 20 + 40 + 80 + 50, six requests), not for ever.
+    int timeout = (int) testutil_ms (200), asks = 1;
+    for (int waited = 0, pause = 0; waited < timeout; asks++) {
+        pause = pause ? pause * 2 : 10;
+        if (pause > timeout - waited)
+            pause = timeout - waited;
+        waited += pause;
+    }
+    s_setup (&s, S_HONEST, -1, timeout);
+    items = 0;
+    assert_int_equal (sgmq_client_pending (s.client, SGMQ_SCOPE_MINE, false,
+                                           s_count_item, &items, &error), -1);
+    assert_int_equal (error.code, SGMQ_E_BUSY);
+    assert_int_equal (items, 0);
+    s_teardown (&s);
+    assert_int_equal (s.fake.pendings, asks);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_honest_history_verifies),
         cmocka_unit_test (test_each_lie_is_found),
+        cmocka_unit_test (test_pending_waits_out_a_busy_broker),
     };
     if (sodium_init () < 0)
         return 1;
