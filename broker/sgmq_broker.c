@@ -2339,9 +2339,8 @@ s_replay_start (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd
                  "a replay is already running on this session");
         return;
     }
-    //  Sign the head if it moved since the last checkpoint, so that every
-    //  replay of a non-empty history ends with a checkpoint that covers
-    //  what it sent (a verifier then takes a missing one as tampering).
+    //  Sign the head if it moved since the last checkpoint, so that a
+    //  replay ends with a checkpoint that covers all it sent.
     int rc = sgmq_store_checkpoint (self->store);
     if (rc && rc != SGMQ_STORE_E_INVALID)
         s_log (S_LOG_WARNING, "checkpoint not written: %s", sgmq_store_strerror (rc));
