@@ -1608,9 +1608,50 @@ s_replay (s_args_t *args)
 static const s_opt_t s_verify_opts [] = {
     { "signing-pub", true, "the broker's signing.pub, to check signed checkpoints "
                            "(or SGMQ_SIGNING_PUB)" },
+    { "expect", true, "SEQ:HASH printed by an earlier verify: the history must still "
+                      "hold it" },
     { "json", false, "print the result as JSON" },
     { NULL, false, NULL }
 };
+
+//  The chain hash of message `seq` (a replay of that one message). 0, or
+//  -1 with `error` set (SGMQ_E_NOT_FOUND: no such message).
+static int
+s_hash_of (sgmq_client_t *client, uint64_t seq, uint8_t *hash, sgmq_error_t *error)
+{
+    sgmq_replay_query_t query = { .from = seq, .to = seq };
+    sgmq_replay_t *replay = sgmq_client_replay (client, &query, error);
+    if (!replay)
+        return -1;
+    const sgmq_replay_item_t *item;
+    int rc, found = 0;
+    while ((rc = sgmq_replay_next (replay, &item, error)) == 1)
+        if (item->seq == seq) {
+            memcpy (hash, item->hash, SGMQ_PROTO_HASH_SIZE);
+            found = 1;
+        }
+    sgmq_replay_destroy (&replay);
+    if (rc == 0 && !found) {
+        error->code = SGMQ_E_NOT_FOUND;
+        snprintf (error->reason, sizeof error->reason, "no message %llu",
+                  (unsigned long long) seq);
+        return -1;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+//  --expect SEQ:HASH (64 hex digits). 0, or -1 if malformed.
+static int
+s_parse_expect (const char *text, uint64_t *seq, uint8_t *hash)
+{
+    char *end;
+    errno = 0;
+    unsigned long long value = strtoull (text, &end, 10);
+    if (errno || end == text || *end != ':' || value == 0 || strlen (end + 1) != 64)
+        return -1;
+    *seq = value;
+    return sodium_hex2bin (hash, SGMQ_PROTO_HASH_SIZE, end + 1, 64, NULL, NULL, NULL);
+}
 
 static int
 s_verify (s_args_t *args)
@@ -1626,6 +1667,12 @@ s_verify (s_args_t *args)
         fprintf (stderr, "sgmq verify: %s\n", key_error);
         return SGMQ_EXIT_USAGE;
     }
+    const char *expect_text = s_get (args, "expect");
+    uint64_t expect_seq = 0;
+    uint8_t expect_hash [SGMQ_PROTO_HASH_SIZE];
+    if (expect_text && s_parse_expect (expect_text, &expect_seq, expect_hash))
+        return s_usage_error ("verify", "--expect takes SEQ:HASH as verify printed them "
+                              "(a seq, a colon, 64 hex digits)");
     int rc = 0;
     sgmq_client_t *client = s_connect (args, &rc);
     if (!client)
@@ -1640,11 +1687,33 @@ s_verify (s_args_t *args)
     }
     if (progress && report.count >= 4096)
         fprintf (stderr, "\n");
+    //  The head's hash, for the auditor to keep: a later history that does
+    //  not hold it (--expect) was cut or rewritten.
+    uint8_t head_hash [SGMQ_PROTO_HASH_SIZE];
+    bool has_head = report.intact && report.head_seq
+                 && s_hash_of (client, report.head_seq, head_hash, &error) == 0;
+    if (report.intact && expect_text) {
+        uint8_t hash [SGMQ_PROTO_HASH_SIZE];
+        bool held = s_hash_of (client, expect_seq, hash, &error) == 0;
+        if (!held || sodium_memcmp (hash, expect_hash, sizeof hash) != 0) {
+            report.intact = false;
+            report.bad_seq = expect_seq;
+            snprintf (report.reason, sizeof report.reason, "message %llu %s what an "
+                      "earlier verify saw: the history was cut or rewritten since",
+                      (unsigned long long) expect_seq,
+                      held ? "is not" : "is missing, against");
+        }
+    }
     sgmq_client_destroy (&client);
+    char head_hex [SGMQ_PROTO_HASH_SIZE * 2 + 1] = "";
+    if (has_head)
+        sodium_bin2hex (head_hex, sizeof head_hex, head_hash, sizeof head_hash);
     if (s_has (args, "json")) {
         printf ("{\"intact\":%s,\"count\":%llu,\"head\":%llu",
                 report.intact ? "true" : "false", (unsigned long long) report.count,
                 (unsigned long long) report.head_seq);
+        if (has_head && report.intact)
+            printf (",\"head_hash\":\"%s\"", head_hex);
         if (!report.intact)
             printf (",\"bad_seq\":%llu", (unsigned long long) report.bad_seq);
         if (report.checkpoint_checked)
@@ -1659,6 +1728,9 @@ s_verify (s_args_t *args)
     if (report.intact) {
         printf ("intact: %llu messages, chain head %llu\n",
                 (unsigned long long) report.count, (unsigned long long) report.head_seq);
+        if (has_head)
+            printf ("keep for the next audit: --expect %llu:%s\n",
+                    (unsigned long long) report.head_seq, head_hex);
         if (report.checkpoint_checked)
             printf ("signed checkpoint at %llu matches, signed by the broker's key\n",
                     (unsigned long long) report.checkpoint_seq);
@@ -1799,7 +1871,7 @@ static const s_command_t s_commands [] = {
       "replay [--from SEQ] [--to SEQ] [--since T] [--until T] [--group G] [--kind K] "
       "[--format jsonl|csv]",
       "Auditors: stream the history with each message's hash and acknowledgements." },
-    { "verify", s_verify, s_verify_opts, true, "verify [--signing-pub DIR/signing.pub] [--json]",
+    { "verify", s_verify, s_verify_opts, true, "verify [--signing-pub DIR/signing.pub] [--expect SEQ:HASH] [--json]",
       "Auditors: recompute the audit chain through a replay (exit 0 if intact)." },
     { "tracker", s_tracker, s_tracker_opts, true,
       "tracker [--since T] [--until T] --out report.html [--csv report.csv]",

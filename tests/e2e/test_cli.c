@@ -340,12 +340,34 @@ test_replay_and_verify (void **state)
     out = s_cli (f, f->auditor, NULL, 0, NULL, "verify", "--signing-pub", pub);
     assert_non_null (strstr (out, "intact: 2 messages"));
     assert_non_null (strstr (out, "signed checkpoint at 2 matches"));
+    //  The head to keep for the next audit, which must still find it.
+    char *keep = strstr (out, "--expect 2:");
+    assert_non_null (keep);
+    char expect [128];
+    snprintf (expect, sizeof expect, "%.*s", 2 + 64, keep + 9);
     free (out);
+    s_publish_escalation (f, "medium", "Three");
+    out = s_cli (f, f->auditor, NULL, 0, NULL, "verify", "--expect", expect);
+    assert_non_null (strstr (out, "intact: 3 messages"));
+    free (out);
+    char wrong [128];
+    snprintf (wrong, sizeof wrong, "%s", expect);
+    wrong [2] = wrong [2] == '0' ? '1' : '0';
+    out = s_cli (f, f->auditor, NULL, SGMQ_EXIT_VERIFY_FAILED, NULL, "verify",
+                 "--expect", wrong);
+    assert_non_null (strstr (out, "BROKEN at 2: message 2 is not what an earlier verify saw"));
+    free (out);
+    out = s_cli (f, f->auditor, NULL, SGMQ_EXIT_VERIFY_FAILED, NULL, "verify",
+                 "--expect", "9:0000000000000000000000000000000000000000000000000000000000000000");
+    assert_non_null (strstr (out, "message 9 is missing"));
+    free (out);
+    free (s_cli (f, f->auditor, NULL, SGMQ_EXIT_USAGE, NULL, "verify", "--expect", "2:zz"));
     //  After a restart the closing checkpoint is signed and checked.
     assert_int_equal (e2e_stop (f->e2e), 0);
     assert_int_equal (e2e_start (f->e2e, NULL), 0);
     out = s_cli (f, f->auditor, NULL, 0, NULL, "verify", "--json", "--signing-pub", pub);
-    assert_non_null (strstr (out, "\"intact\":true,\"count\":2,\"head\":2,\"checkpoint\":2"));
+    assert_non_null (strstr (out, "\"intact\":true,\"count\":3,\"head\":3,\"head_hash\":\""));
+    assert_non_null (strstr (out, "\"checkpoint\":3"));
     free (out);
 
     //  Tamper with the stored hash of message 1 while the broker is
