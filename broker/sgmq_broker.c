@@ -110,6 +110,8 @@
 //  A scope `all` page token: the session's page number above 32 bits, the
 //  items given before it + 1 in these (see s_pending).
 #define S_PENDING_GIVEN     UINT64_C (0xffffffff)
+//  A learning-update's `on` may be this far ahead of the broker's clock.
+#define S_CLOCK_LEEWAY_MS   (10 * 60 * 1000)
 //  The name and key stamped on messages the broker itself publishes.
 #define S_BROKER_NAME       "sgmq-broker"
 #define S_BROKER_AGENCY     "sgmq"
@@ -1148,6 +1150,38 @@ s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
 
 //  Authorize a publish and work out where it goes. 0 when allowed (the
 //  groups are in `work`), else the refusal is in `work`.
+//  A learning-update's session: held once (the tracker's "held on time"
+//  is about that one), and not before its alert or in the future (a
+//  little leeway for the publisher's clock). 0, or -1 refused.
+static int
+s_check_held (sgmq_store_txn_t *txn, s_work_t *work,
+              const sgmq_store_learning_t *learning, uint64_t published)
+{
+    const sgmq_learning_update_t *u = &work->cmd->u.publish.body.u.learning_update;
+    bool session = u->held == SGMQ_HELD_SESSION;
+    uint64_t held = session ? learning->session_held : learning->reflection_held;
+    uint64_t update = session ? learning->session_update : learning->reflection_update;
+    if (held) {
+        s_refuse (work, SGMQ_E_CONFLICT, "body.held", "the %s of learning alert %llu "
+                  "was already recorded as held (seq %llu)",
+                  session ? "learning session" : "reflection session",
+                  (unsigned long long) u->alert, (unsigned long long) update);
+        return -1;
+    }
+    uint64_t now = sgmq_store_txn_time (txn);
+    if (u->on && u->on > now + S_CLOCK_LEEWAY_MS) {
+        s_refuse (work, SGMQ_E_BAD_VALUE, "body.on", "a session cannot have been held "
+                  "in the future");
+        return -1;
+    }
+    if (u->on && u->on < published) {
+        s_refuse (work, SGMQ_E_BAD_VALUE, "body.on", "learning alert %llu was "
+                  "published after that time", (unsigned long long) u->alert);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
 {
@@ -1227,6 +1261,8 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
                 rc = sgmq_store_get (txn, body->u.learning_update.alert, &record);
             if (rc)
                 return s_store_failed (work, rc);
+            if (s_check_held (txn, work, &learning, record.time))
+                return -1;
             for (uint32_t i = 0; i < record.group_count; i++)
                 s_add_group (work, record.groups [i]);
             return 0;

@@ -780,6 +780,17 @@ test_learning_reminders_fire_once_and_updates_cancel (void **state)
     update.u.learning_update.alert = alert;
     update.u.learning_update.held = SGMQ_HELD_REFLECTION;
     assert_int_equal (s_publish (rrwg, NULL, &update, NULL, &error), 0);
+    //  Held once: the tracker's "held on time" is about that one.
+    assert_int_equal (s_publish (rrwg, NULL, &update, NULL, &error), SGMQ_E_CONFLICT);
+    assert_string_equal (error.field, "body.held");
+    //  Not in the future, nor before the alert.
+    update.u.learning_update.held = SGMQ_HELD_SESSION;
+    update.u.learning_update.on = sgmq_time_now () + 86400000;
+    assert_int_equal (s_publish (rrwg, NULL, &update, NULL, &error), SGMQ_E_BAD_VALUE);
+    assert_string_equal (error.field, "body.on");
+    update.u.learning_update.on = now - 86400000;
+    assert_int_equal (s_publish (rrwg, NULL, &update, NULL, &error), SGMQ_E_BAD_VALUE);
+    assert_string_equal (error.field, "body.on");
     sgmq_client_destroy (&rrwg);
 
     //  The timer survives a restart before it is due.
