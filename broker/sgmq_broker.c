@@ -1304,6 +1304,10 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
             if (rc)
                 break;
             if (e.status != SGMQ_STORE_ESC_RESPONDED) {
+                //  Its ack deadline may have passed with no timer fired
+                //  yet (work goes before timers in a turn).
+                if (e.status == SGMQ_STORE_ESC_RAISED && now > e.ack_by)
+                    e.overdue |= SGMQ_STORE_OVERDUE_ACK;
                 e.status = SGMQ_STORE_ESC_RESPONDED;
                 e.responded_at = now;
                 if (now > e.respond_by)
@@ -1765,8 +1769,10 @@ s_batch (sgmq_store_txn_t *txn, void *arg)
     }
     uint64_t now = sgmq_store_txn_time (txn);
     for (size_t fired = 0; rc == 0 && fired < S_TIMERS_PER_TURN; fired++) {
+        //  Past due only: a deadline is met at its very millisecond (an
+        //  ack or response then is on time).
         sgmq_store_timer_t timer;
-        int found = sgmq_store_timer_first (txn, now, &timer);
+        int found = sgmq_store_timer_first (txn, now - 1, &timer);
         if (found == SGMQ_STORE_E_NOT_FOUND)
             break;
         rc = found ? found : s_fire_timer (self, txn, &timer, now);
@@ -3073,11 +3079,11 @@ s_poll_timeout (sgmq_broker_t *self)
     if (self->next_store_timer) {
         //  Deadlines are any uint64 a publisher chose: compare unsigned.
         uint64_t wall = sgmq_time_now ();
-        if (self->next_store_timer <= wall)
+        if (self->next_store_timer < wall)
             wake = now;
         else
         if (wake > now && self->next_store_timer - wall < (uint64_t) (wake - now))
-            wake = now + (int64_t) (self->next_store_timer - wall);
+            wake = now + (int64_t) (self->next_store_timer - wall) + 1;
     }
     if (self->any_blocked && now + S_BLOCKED_POLL_MS < wake)
         wake = now + S_BLOCKED_POLL_MS;
@@ -3147,7 +3153,7 @@ s_turn (sgmq_broker_t *self)
     s_housekeeping (self);
     s_drain (self);
     bool timers_due = self->next_store_timer
-                   && self->next_store_timer <= sgmq_time_now ();
+                   && self->next_store_timer < sgmq_time_now ();
     if (self->work_count || self->due_count || timers_due) {
         rc = self->broken ? SGMQ_STORE_E_BROKEN
                           : sgmq_store_write (self->store, s_batch, self);
