@@ -290,6 +290,19 @@ s_agency_counts (const s_learning_t *l, s_tally_t *tallies, size_t *count, size_
     }
 }
 
+//  Acknowledged of total per agency for one alert: one tally per agency
+//  among its recipients, as many as there are (caller frees; NULL with
+//  *count 0 when out of memory).
+static s_tally_t *
+s_alert_agencies (const s_learning_t *l, size_t *count)
+{
+    *count = 0;
+    s_tally_t *tallies = calloc (l->recipient_count + 1, sizeof *tallies);
+    if (tallies)
+        s_agency_counts (l, tallies, count, l->recipient_count);
+    return tallies;
+}
+
 //  Acknowledged of total among the alert's recipients in `group`.
 static void
 s_group_counts (const s_learning_t *l, const char *group, uint32_t *in, uint32_t *acked)
@@ -341,7 +354,7 @@ s_overdue_now (const s_escalation_t *e, uint64_t now)
 
 typedef struct {
     size_t by_severity [SGMQ_SEVERITY_COUNT_];
-    size_t acked_on_time, acked, responded, responded_on_time, overdue_now;
+    size_t acked_on_time, ack_due, responded, responded_on_time, response_due, overdue_now;
     size_t recipients, recipients_acked;
     size_t sessions_due, sessions_on_time, reflections_due, reflections_on_time;
 } s_summary_t;
@@ -354,14 +367,18 @@ s_summarise (sgmq_tracker_t *self, s_summary_t *sum)
         s_escalation_t *e = &self->escalations [i];
         if (e->severity > 0 && e->severity < SGMQ_SEVERITY_COUNT_)
             sum->by_severity [e->severity]++;
-        if (e->acked_at) {
-            sum->acked++;
-            sum->acked_on_time += !e->overdue_ack;
+        //  A deadline counts once it is met or has passed. A response
+        //  before any acknowledgement meets the acknowledgement's too.
+        bool responded = e->status == SGMQ_ESC_RESPONDED;
+        if (e->acked_at || responded || self->now > e->ack_by) {
+            sum->ack_due++;
+            sum->acked_on_time += (e->acked_at || responded) && !e->overdue_ack;
         }
-        if (e->status == SGMQ_ESC_RESPONDED) {
-            sum->responded++;
-            sum->responded_on_time += !e->overdue_response;
+        if (responded || (e->respond_by && self->now > e->respond_by)) {
+            sum->response_due++;
+            sum->responded_on_time += responded && !e->overdue_response;
         }
+        sum->responded += responded;
         sum->overdue_now += s_overdue_now (e, self->now) != NULL;
     }
     for (size_t i = 0; i < self->learning_count; i++) {
@@ -641,12 +658,13 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
     for (int s = SGMQ_SEVERITY_COUNT_ - 1; s >= 1; s--)
         fprintf (out, "%s%zu %s", s == SGMQ_SEVERITY_COUNT_ - 1 ? "" : ", ",
                  sum.by_severity [s], sgmq_proto_severity_name (s));
-    fputs (")</td></tr>\n<tr><th>Acknowledged by the Executive within the deadline</th><td>", out);
-    s_percent (out, sum.acked_on_time, self->escalation_count);
+    fputs (")</td></tr>\n<tr><th>Acknowledged (or responded to) by the Executive within "
+           "the deadline, of those due</th><td>", out);
+    s_percent (out, sum.acked_on_time, sum.ack_due);
     fputs ("</td></tr>\n<tr><th>Responded to</th><td>", out);
     s_percent (out, sum.responded, self->escalation_count);
-    fputs ("</td></tr>\n<tr><th>Responded to by the date requested</th><td>", out);
-    s_percent (out, sum.responded_on_time, self->escalation_count);
+    fputs ("</td></tr>\n<tr><th>Responded to by the date requested, of those due</th><td>", out);
+    s_percent (out, sum.responded_on_time, sum.response_due);
     fprintf (out, "</td></tr>\n<tr><th>Overdue now</th><td%s>%zu</td></tr>\n",
              sum.overdue_now ? " class=\"overdue\"" : "", sum.overdue_now);
     fprintf (out, "<tr><th>Learning alerts published</th><td>%zu</td></tr>\n"
@@ -691,7 +709,8 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
             s_html (out, e->acked_by);
         }
         else
-            fputs ("not yet", out);
+            fputs (e->status == SGMQ_ESC_RESPONDED
+                   ? "no separate acknowledgement: responded" : "not yet", out);
         fprintf (out, "</td><td>%s</td><td>", e->responded_at ? s_when (e->responded_at, a)
                                                                : "not yet");
         if (e->decision) {
@@ -733,14 +752,14 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
         s_html (out, l->review_ref);
         fprintf (out, "</td><td class=\"num\">%u of %u</td><td><ul class=\"tally\">",
                  acked, l->recipient_count);
-        s_tally_t local [SGMQ_PROTO_MAX_GROUPS * 4];
         size_t count = 0;
-        s_agency_counts (l, local, &count, sizeof local / sizeof local [0]);
+        s_tally_t *local = s_alert_agencies (l, &count);
         for (size_t t = 0; t < count; t++) {
             fputs ("<li>", out);
             s_html (out, local [t].key);
             fprintf (out, ": %u of %u</li>", local [t].acked, local [t].total);
         }
+        free (local);
         fputs ("</ul></td><td><ul class=\"tally\">", out);
         for (uint32_t g = 0; g < l->group_count; g++) {
             uint32_t in, in_acked;
@@ -841,14 +860,14 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
         fprintf (out, "%s,", s_iso (l->reflection_by, c));
         fprintf (out, "%s\n", s_iso (l->reflection_held, a));
         //  Acknowledgements by agency, then by target group.
-        s_tally_t local [SGMQ_PROTO_MAX_GROUPS * 4];
         size_t count = 0;
-        s_agency_counts (l, local, &count, sizeof local / sizeof local [0]);
+        s_tally_t *local = s_alert_agencies (l, &count);
         for (size_t t = 0; t < count; t++) {
             fprintf (out, "learning-agency,%llu,,,,,,,,,,,,,,,,,,", (unsigned long long) l->seq);
             sgmq_csv_write_field (out, local [t].key);
             fprintf (out, ",%u,%u,,,,\n", local [t].total, local [t].acked);
         }
+        free (local);
         for (uint32_t g = 0; g < l->group_count; g++) {
             uint32_t in, in_acked;
             s_group_counts (l, l->groups [g], &in, &in_acked);

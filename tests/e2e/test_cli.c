@@ -468,7 +468,11 @@ test_tracker_figures_on_a_known_history (void **state)
     free (s_cli (f, f->exec2, NULL, 0, NULL, "publish", "response", "--to", num,
                  "--decision", "Agreed", "--summary", "Resources found",
                  "--action", "Circulate"));
-    (void) b;
+    //  b: the Executive responds before anyone acknowledges it, which
+    //  meets its acknowledgement deadline too.
+    snprintf (num, sizeof num, "%llu", (unsigned long long) b);
+    free (s_cli (f, f->exec2, NULL, 0, NULL, "publish", "response", "--to", num,
+                 "--decision", "Noted", "--summary", "In hand", "--action", "None"));
     (void) c;
     //  A learning alert to the Executive and the exploitation sub-group:
     //  three recipients in two agencies; two acknowledge.
@@ -504,7 +508,7 @@ test_tracker_figures_on_a_known_history (void **state)
     assert_non_null (strstr (row, ",no,no,,0,"));
     free (row);
     row = s_csv_row (text, "escalation,2,");
-    assert_non_null (strstr (row, "high,raised,"));
+    assert_non_null (strstr (row, "high,responded,"));
     free (row);
     row = s_csv_row (text, "escalation,3,");
     assert_non_null (strstr (row, "\"'=SUM(1+1)\",low,"));
@@ -528,7 +532,12 @@ test_tracker_figures_on_a_known_history (void **state)
     assert_int_equal (st.st_mode & 0777, 0600);
     text = testutil_read_file (html, NULL);
     assert_non_null (strstr (text, "<td>3 (1 critical, 1 high, 0 medium, 1 low)</td>"));
-    assert_non_null (strstr (text, "Responded to</th><td>1 of 3 (33%)"));
+    assert_non_null (strstr (text, "Responded to</th><td>2 of 3 (67%)"));
+    //  Of those due (c's deadlines have not come): a acknowledged, b
+    //  responded, both in time.
+    assert_non_null (strstr (text, "within the deadline, of those due</th><td>2 of 2 (100%)"));
+    assert_non_null (strstr (text, "by the date requested, of those due</th><td>2 of 2 (100%)"));
+    assert_non_null (strstr (text, "no separate acknowledgement: responded"));
     assert_non_null (strstr (text, "Learning acknowledged by its recipients</th><td>2 of 3 (67%)"));
     assert_non_null (strstr (text, "Learning sessions held on time</th><td>1 of 1 (100%)"));
     assert_non_null (strstr (text, "<svg class=\"chart\""));
