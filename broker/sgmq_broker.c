@@ -1150,24 +1150,13 @@ s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
 
 //  Authorize a publish and work out where it goes. 0 when allowed (the
 //  groups are in `work`), else the refusal is in `work`.
-//  A learning-update's session: held once (the tracker's "held on time"
-//  is about that one), and not before its alert or in the future (a
-//  little leeway for the publisher's clock). 0, or -1 refused.
+//  A learning-update's session was not held before its alert or in the
+//  future (a little leeway for the publisher's clock). 0, or -1 refused.
+//  (A retry of a stored update passes again: these do not depend on it.)
 static int
-s_check_held (sgmq_store_txn_t *txn, s_work_t *work,
-              const sgmq_store_learning_t *learning, uint64_t published)
+s_check_held (sgmq_store_txn_t *txn, s_work_t *work, uint64_t published)
 {
     const sgmq_learning_update_t *u = &work->cmd->u.publish.body.u.learning_update;
-    bool session = u->held == SGMQ_HELD_SESSION;
-    uint64_t held = session ? learning->session_held : learning->reflection_held;
-    uint64_t update = session ? learning->session_update : learning->reflection_update;
-    if (held) {
-        s_refuse (work, SGMQ_E_CONFLICT, "body.held", "the %s of learning alert %llu "
-                  "was already recorded as held (seq %llu)",
-                  session ? "learning session" : "reflection session",
-                  (unsigned long long) u->alert, (unsigned long long) update);
-        return -1;
-    }
     uint64_t now = sgmq_store_txn_time (txn);
     if (u->on && u->on > now + S_CLOCK_LEEWAY_MS) {
         s_refuse (work, SGMQ_E_BAD_VALUE, "body.on", "a session cannot have been held "
@@ -1261,7 +1250,7 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
                 rc = sgmq_store_get (txn, body->u.learning_update.alert, &record);
             if (rc)
                 return s_store_failed (work, rc);
-            if (s_check_held (txn, work, &learning, record.time))
+            if (s_check_held (txn, work, record.time))
                 return -1;
             for (uint32_t i = 0; i < record.group_count; i++)
                 s_add_group (work, record.groups [i]);
@@ -1341,13 +1330,16 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
             rc = sgmq_store_learning_get (txn, u->alert, &l);
             if (rc)
                 break;
+            //  The first update of a session counts (the tracker's "held on
+            //  time" is about it); a later one is stored and delivered only.
             uint64_t held = u->on ? u->on : now;
             bool session = u->held == SGMQ_HELD_SESSION;
-            if (session) {
+            if (session && !l.session_held) {
                 l.session_held = held;
                 l.session_update = work->seq;
             }
-            else {
+            else
+            if (!session && !l.reflection_held) {
                 l.reflection_held = held;
                 l.reflection_update = work->seq;
             }
