@@ -3311,6 +3311,32 @@ out_fail:
     return -1;
 }
 
+//  This year, or the next, when the config lists no holiday in it (its
+//  bank holidays would then count as working days); 0 when both have some.
+static int
+s_holidays_missing (const sgmq_config_t *config)
+{
+    size_t count;
+    const int64_t *holidays = sgmq_config_holidays (config, &count);
+    char now [SGMQ_TIME_TEXT_SIZE];
+    int year = atoi (sgmq_time_format (sgmq_time_now (), now));
+    for (int y = year; y <= year + 1; y++) {
+        char first [32], next [32];
+        snprintf (first, sizeof first, "%04d-01-01", y);
+        snprintf (next, sizeof next, "%04d-01-01", y + 1);
+        int64_t from = sgmq_time_parse_day (first), to = sgmq_time_parse_day (next);
+        bool listed = false;
+        for (size_t i = 0; i < count && !listed; i++)
+            listed = holidays [i] >= from && holidays [i] < to;
+        if (!listed)
+            return y;
+    }
+    return 0;
+}
+
+#define S_HOLIDAYS_MISSING "no holidays listed for %d in [holidays]: bank holidays " \
+                           "that year count as working days in deadlines"
+
 int
 sgmq_broker_check (const char *config_path, bool *running, char *error)
 {
@@ -3321,6 +3347,9 @@ sgmq_broker_check (const char *config_path, bool *running, char *error)
     for (size_t i = 0; i < sgmq_registry_problem_count (d.registry); i++)
         fprintf (stderr, "warning: certificate rejected: %s\n",
                  sgmq_registry_problem (d.registry, i));
+    int year = s_holidays_missing (d.config);
+    if (year)
+        fprintf (stderr, "warning: " S_HOLIDAYS_MISSING "\n", year);
     s_deployment_close (&d);
     return 0;
 }
@@ -3409,6 +3438,9 @@ sgmq_broker_new (const char *config_path, char *error)
         if (strcmp (level, s_level_names [i]) == 0)
             s_log_level = (s_level_t) i;
     s_registry_log_problems (self->registry);
+    int year = s_holidays_missing (self->config);
+    if (year)
+        s_log (S_LOG_WARNING, S_HOLIDAYS_MISSING, year);
     self->config_path = strdup (config_path);
     self->sessions = zhashx_new ();
     self->by_name = zhashx_new ();

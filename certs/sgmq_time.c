@@ -3,7 +3,9 @@
 
     Calendar arithmetic uses the civil-from-days algorithm (proleptic
     Gregorian), so no timezone database or locale is involved: every time
-    is UTC, which is what the wire and the store carry.
+    is UTC, which is what the wire and the store carry. Working days are
+    counted on UK dates (UTC, or UTC + 1 hour in summer time, from 01:00 UTC
+    on the last Sunday of March to the last Sunday of October).
     =========================================================================
 */
 #include "sgmq_time.h"
@@ -198,16 +200,46 @@ s_holiday (int64_t day, const int64_t *holidays, size_t count)
     return lo < count && holidays [lo] == day;
 }
 
+//  The UTC ms at 01:00 UTC on the last Sunday of month `m` of year `y`:
+//  when UK summer time starts (March) or ends (October).
+static uint64_t
+s_uk_switch (int64_t y, unsigned m)
+{
+    int64_t last = s_days_from_civil (y, m, s_month_days (y, m));
+    //  1970-01-01 was a Thursday: (day + 4) % 7 is 0 on a Sunday.
+    int64_t sunday = last - ((last % 7 + 7 + 4) % 7);
+    return (uint64_t) sunday * SGMQ_TIME_MS_PER_DAY + 3600 * S_MS_PER_SECOND;
+}
+
+//  UK time's offset from UTC at `ms` (UTC): an hour in summer time.
+static uint64_t
+s_uk_offset (uint64_t ms)
+{
+    int64_t y;
+    unsigned m, d;
+    s_civil_from_days (sgmq_time_day (ms), &y, &m, &d);
+    return ms >= s_uk_switch (y, 3) && ms < s_uk_switch (y, 10)
+         ? 3600 * S_MS_PER_SECOND : 0;
+}
+
 uint64_t
 sgmq_time_add_working_days (uint64_t from, uint32_t count,
                             const int64_t *holidays, size_t holiday_count)
 {
-    int64_t day = sgmq_time_day (from);
-    uint64_t time_of_day = from % SGMQ_TIME_MS_PER_DAY;
+    if (count == 0)
+        return from;
+    //  Counted on the partnership's calendar: UK dates, not UTC ones (in
+    //  summer 00:30 on a Saturday in the UK is 23:30 on Friday in UTC).
+    uint64_t local = from + s_uk_offset (from);
+    int64_t day = sgmq_time_day (local);
+    uint64_t time_of_day = local % SGMQ_TIME_MS_PER_DAY;
     while (count) {
         day++;
         if (!sgmq_time_weekend (day) && !s_holiday (day, holidays, holiday_count))
             count--;
     }
-    return (uint64_t) day * SGMQ_TIME_MS_PER_DAY + time_of_day;
+    local = (uint64_t) day * SGMQ_TIME_MS_PER_DAY + time_of_day;
+    //  Back to UTC with the offset of the day reached.
+    uint64_t summer = local - 3600 * S_MS_PER_SECOND;
+    return s_uk_offset (summer) ? summer : local;
 }

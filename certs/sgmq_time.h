@@ -49,9 +49,10 @@ int64_t  sgmq_time_parse_day (const char *text);
 //  True if `day` is Saturday or Sunday.
 bool     sgmq_time_weekend (int64_t day);
 
-//  `from` plus `count` working days: the same time of day on the
-//  count-th following day that is neither a weekend day nor one of the
-//  `holidays` (day numbers, sorted ascending). count 0 returns `from`.
+//  `from` plus `count` working days: the same UK time of day on the
+//  count-th following UK date that is neither a weekend day nor one of the
+//  `holidays` (day numbers of UK dates, sorted ascending), as UTC ms.
+//  count 0 returns `from`.
 uint64_t
     sgmq_time_add_working_days (uint64_t from, uint32_t count,
                                 const int64_t *holidays, size_t holiday_count);

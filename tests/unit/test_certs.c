@@ -168,6 +168,30 @@ test_time_counts_working_days (void **state)
     //  Mon 21, Tue 22, Wed 23, Thu 24, (Fri 25 holiday), (28 holiday), Tue 29.
     assert_string_equal (sgmq_time_format (due, text), "2026-12-29T10:00:00Z");
     assert_int_equal (sgmq_time_add_working_days (friday, 0, NULL, 0), friday);
+
+    //  In summer time the days are UK dates (a second review found UTC
+    //  ones): Friday 1 May 2026 00:30 BST is 23:30 UTC on Thursday; one
+    //  working day on, past the weekend and the bank holiday of Monday 4
+    //  May, is Tuesday 5 May 00:30 BST.
+    int64_t may [] = { sgmq_time_parse_day ("2026-05-04") };
+    uint64_t from;
+    assert_int_equal (sgmq_time_parse ("2026-04-30T23:30:00Z", false, &from), 0);
+    due = sgmq_time_add_working_days (from, 1, may, 1);
+    assert_string_equal (sgmq_time_format (due, text), "2026-05-04T23:30:00Z");
+    //  Saturday 00:30 BST (Friday 23:30 UTC): Monday, not Tuesday.
+    assert_int_equal (sgmq_time_parse ("2026-05-01T23:30:00Z", false, &from), 0);
+    due = sgmq_time_add_working_days (from, 1, NULL, 0);
+    assert_string_equal (sgmq_time_format (due, text), "2026-05-03T23:30:00Z");
+    //  Across the end of summer time (25 October 2026): Friday 23 October
+    //  09:00 BST is 08:00 UTC; Monday 26 October 09:00 GMT is 09:00 UTC.
+    assert_int_equal (sgmq_time_parse ("2026-10-23T08:00:00Z", false, &from), 0);
+    due = sgmq_time_add_working_days (from, 1, NULL, 0);
+    assert_string_equal (sgmq_time_format (due, text), "2026-10-26T09:00:00Z");
+    //  And across its start (29 March 2026): Friday 27 March 09:00 GMT to
+    //  Monday 30 March 09:00 BST, 08:00 UTC.
+    assert_int_equal (sgmq_time_parse ("2026-03-27T09:00:00Z", false, &from), 0);
+    due = sgmq_time_add_working_days (from, 1, NULL, 0);
+    assert_string_equal (sgmq_time_format (due, text), "2026-03-30T08:00:00Z");
 }
 
 //  --------------------------------------------------------------------------
