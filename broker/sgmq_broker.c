@@ -178,6 +178,7 @@ typedef struct {
     uint64_t seq;
     uint32_t attempts;
     int64_t due;                //  monotonic ms of the next redelivery
+    uint64_t acked_gen;         //  batch (broker gen) that acked it, if any
 } s_inflight_t;
 
 //  A streamed answer: a REPLAY or a REPORT. Items go out frame by frame
@@ -1454,10 +1455,12 @@ s_ack (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
     for (s_session_t *session = list ? zlistx_first (list) : NULL; session;
          session = zlistx_next (list)) {
         bool found;
-        s_inflight_find (session, seq, &found);
+        size_t at = s_inflight_find (session, seq, &found);
         s_scratch (self, session);
         if (found && session->s_inflight)
             session->s_inflight--;
+        if (found)                      //  not to be redelivered this batch
+            session->inflight [at].acked_gen = self->gen;
     }
     size_t slot = seq % S_SETTLED_SLOTS;
     if (acked.duplicate || !s_is_executive (work->principal)
@@ -1673,7 +1676,8 @@ s_redeliver (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session,
         return 0;               //  its refill sends everything again anyway
     for (size_t i = 0; i < session->inflight_len; i++) {
         s_inflight_t *entry = &session->inflight [i];
-        if (!entry->attempts || entry->due > now)
+        //  An ack in this batch has freed its slot already (s_ack).
+        if (!entry->attempts || entry->due > now || entry->acked_gen == self->gen)
             continue;
         if (entry->attempts >= max_tries) {
             //  Flagged at its last try; it stays pending in the store.
@@ -1687,7 +1691,8 @@ s_redeliver (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session,
         int rc = sgmq_store_delivered (txn, session->name, entry->seq,
                                        attempt >= max_tries, NULL);
         if (rc == SGMQ_STORE_E_NOT_FOUND) {
-            //  Acknowledged meanwhile (from another session).
+            //  Gone from the store, though not acked in this batch (which
+            //  s_ack marked): drop it, freeing its slot.
             if (s_effect (self, S_FX_FLAG, session, NULL, entry->seq, 0))
                 return ENOMEM;
             if (session->s_inflight)
