@@ -92,6 +92,10 @@
 //  Malformed input is logged as a warning at most this often (with a
 //  count), so a hostile client cannot flood the log.
 #define S_BAD_WARN_MS       10000
+//  After a batch the store could not take, due timers wait this long
+//  before the next try, doubling up to the max.
+#define S_TIMERS_RETRY_MS      100
+#define S_TIMERS_RETRY_MAX_MS  10000
 //  Longest sleep when nothing is due (housekeeping still runs).
 #define S_IDLE_POLL_MS      1000
 //  Pending answers are computed up to this many items.
@@ -361,6 +365,10 @@ struct _sgmq_broker_t {
     int64_t next_checkpoint;
     uint64_t next_store_timer;  //  wall ms; 0: none
     uint64_t s_next_store_timer;
+    int64_t timers_retry_at;    //  after a failed batch: mono ms; 0: at once
+    int64_t timers_backoff;
+    int64_t next_store_warning; //  "batch not stored": mono ms
+    uint64_t store_unwarned;
     bool any_blocked;           //  a replay waits for a slow auditor
     bool replay_more;           //  a replay has more to send right away
     size_t replays;             //  sessions with a replay running
@@ -1656,11 +1664,7 @@ s_fire_timer (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     rc = s_store_message (self, txn, work, S_BROKER_NAME, "", NULL, NULL);
     if (rc == 0 && rearm)
         rc = sgmq_store_timer_set (txn, timer->seq, timer->what, rearm);
-    if (rc == 0)
-        s_log (S_LOG_INFO, "reminder seq=%llu reason=%s about=%llu count=%u",
-               (unsigned long long) work->seq, sgmq_proto_reason_name (r->reason),
-               (unsigned long long) timer->seq, r->count);
-    return rc;
+    return rc;                  //  logged by s_apply, once it is on disk
 }
 
 //  --------------------------------------------------------------------------
@@ -2008,10 +2012,25 @@ s_deliver_stored (sgmq_broker_t *self, sgmq_store_txn_t **txn_p,
 static void
 s_apply (sgmq_broker_t *self, int rc)
 {
+    int64_t mono = s_mono ();
     if (rc) {
         bool full = rc == SGMQ_STORE_E_FULL;
-        s_log (S_LOG_ERROR, "batch not stored (%zu requests): %s",
-               self->work_count, sgmq_store_strerror (rc));
+        //  A store that fails (a full disk) fails every turn: say so once
+        //  in a while, and try due timers again after a growing pause, not
+        //  at once in a loop.
+        self->store_unwarned++;
+        if (mono >= self->next_store_warning) {
+            s_log (S_LOG_ERROR, "batch not stored (%zu requests): %s (%llu batches "
+                   "not stored since the last such error)", self->work_count,
+                   sgmq_store_strerror (rc), (unsigned long long) self->store_unwarned);
+            self->store_unwarned = 0;
+            self->next_store_warning = mono + S_BAD_WARN_MS;
+        }
+        self->timers_backoff = self->timers_backoff
+                             ? (self->timers_backoff * 2 > S_TIMERS_RETRY_MAX_MS
+                                ? S_TIMERS_RETRY_MAX_MS : self->timers_backoff * 2)
+                             : S_TIMERS_RETRY_MS;
+        self->timers_retry_at = mono + self->timers_backoff;
         for (size_t i = 0; i < self->work_count; i++) {
             s_work_t *work = &self->work [i];
             s_error (self, work->session, work->cmd->id,
@@ -2025,6 +2044,15 @@ s_apply (sgmq_broker_t *self, int rc)
     }
     self->commits++;
     self->next_store_timer = self->s_next_store_timer;
+    self->timers_backoff = self->timers_retry_at = 0;
+    for (size_t i = 0; i < self->internal_count; i++) {
+        const s_work_t *work = &self->internal [i];
+        const sgmq_reminder_t *r = &work->reminder.u.reminder;
+        if (work->kind == SGMQ_KIND_REMINDER && work->seq)
+            s_log (S_LOG_INFO, "reminder seq=%llu reason=%s about=%llu count=%u",
+                   (unsigned long long) work->seq, sgmq_proto_reason_name (r->reason),
+                   (unsigned long long) r->about, r->count);
+    }
     for (size_t i = 0; i < self->work_count; i++) {
         s_work_t *work = &self->work [i];
         s_session_t *session = work->session;
@@ -3076,8 +3104,10 @@ s_poll_timeout (sgmq_broker_t *self)
     if (self->next_store_timer) {
         //  Deadlines are any uint64 a publisher chose: compare unsigned.
         uint64_t wall = sgmq_time_now ();
-        if (self->next_store_timer < wall)
-            wake = now;
+        if (self->next_store_timer < wall) {
+            if (self->timers_retry_at < wake)
+                wake = self->timers_retry_at > now ? self->timers_retry_at : now;
+        }
         else
         if (wake > now && self->next_store_timer - wall < (uint64_t) (wake - now))
             wake = now + (int64_t) (self->next_store_timer - wall) + 1;
@@ -3150,7 +3180,8 @@ s_turn (sgmq_broker_t *self)
     s_housekeeping (self);
     s_drain (self);
     bool timers_due = self->next_store_timer
-                   && self->next_store_timer < sgmq_time_now ();
+                   && self->next_store_timer < sgmq_time_now ()
+                   && s_mono () >= self->timers_retry_at;
     if (self->work_count || self->due_count || timers_due) {
         rc = self->broken ? SGMQ_STORE_E_BROKEN
                           : sgmq_store_write (self->store, s_batch, self);
