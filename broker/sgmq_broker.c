@@ -1115,6 +1115,7 @@ s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
         .groups = work->groups, .group_count = work->group_count,
         .recipients = recipients, .recipient_count = (uint32_t) unique,
         .delivered = live,
+        .max_tries = (uint32_t) sgmq_config_int (self->config, SGMQ_OPT_MAX_TRIES),
         .body = work->body, .body_size = work->body_size,
         .ref = ref, .ref_digest = digest
     };

@@ -2251,7 +2251,8 @@ sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
         if (msg->delivered && msg->delivered [i]) {
             sgmq_store_delivery_t d = {
                 .state = SGMQ_STORE_DELIVERED, .count = msg->delivered [i],
-                .first = txn->time, .last = txn->time
+                .first = txn->time, .last = txn->time,
+                .flagged = msg->max_tries && msg->delivered [i] >= msg->max_tries
             };
             s_pend_encode (&d, sent);
             state = sent;

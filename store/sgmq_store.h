@@ -174,8 +174,10 @@ typedef struct {
     uint32_t recipient_count;           //  0..MAX_RECIPIENTS (no duplicates)
     //  Optional, one per recipient: how many sessions the caller delivers
     //  the message to at once (0: none). Non-zero stores the delivery as
-    //  sgmq_store_delivered would, without a second write per recipient.
+    //  sgmq_store_delivered would, without a second write per recipient,
+    //  flagged (its last try) when the count is `max_tries` or more.
     const uint32_t *delivered;
+    uint32_t max_tries;                 //  0: never flagged here
     const uint8_t *body;                //  plaintext; sealed at rest
     size_t body_size;                   //  0..MAX_BODY
     //  Idempotency: a (sender, ref) pair is stored once. NULL: no ref.

@@ -883,6 +883,129 @@ test_stalled_subscriber_holds_nobody_up (void **state)
     s_cast_destroy (&c);
 }
 
+//  The process's CPU time so far, in clock ticks.
+static long
+s_cpu_ticks (pid_t pid)
+{
+    char path [64], buf [2048];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    assert_non_null (file);
+    size_t got = fread (buf, 1, sizeof buf - 1, file);
+    fclose (file);
+    buf [got] = 0;
+    //  After the ")" that ends the name, utime and stime are the 12th and
+    //  13th fields.
+    char *p = strrchr (buf, ')');
+    assert_non_null (p);
+    long ticks = 0;
+    int field = 0;
+    for (char *save = NULL, *tok = strtok_r (p + 1, " ", &save); tok && field < 13;
+         tok = strtok_r (NULL, " ", &save))
+        if (++field >= 12)
+            ticks += atol (tok);
+    return ticks;
+}
+
+static size_t
+s_count (const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr (p, needle)); p += strlen (needle))
+        n++;
+    return n;
+}
+
+//  Reminders fall due while the store is full (the map at its cap): the
+//  broker tries again after a growing pause and says so once in a while,
+//  instead of a loop at full CPU logging each try and reminders that were
+//  never stored (a second review: 2 CPU-seconds and 12 MB of log in 2 s).
+static void
+test_due_reminders_with_a_full_store (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("full-timers", "limits/map-size-max", "2097152",
+                              "deadlines/escalation-ack-by", s_ms (1500),
+                              "deadlines/repeat", "1h", NULL);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    static char summary [3001];
+    for (int i = 0; i < 3000; i++)
+        summary [i] = "A summary of the concern, without names. " [i % 41];
+    sgmq_body_t body = e2e_escalation ("exploitation", "Fill");
+    body.u.escalation.summary = summary;
+    bool full = false;
+    for (int i = 0; i < 5000 && !full; i++) {
+        sgmq_confirm_t confirm;
+        sgmq_error_t error;
+        if (sgmq_client_publish (police, NULL, &body, &confirm, &error))
+            full = error.code == SGMQ_E_STORAGE_FULL;
+    }
+    assert_true (full);
+    //  Until the due reminders have failed to be stored once.
+    int64_t deadline = testutil_now_ms () + testutil_ms (10000);
+    char *log = e2e_log (c->e2e);
+    while (s_count (log, "batch not stored") < 2 && testutil_now_ms () < deadline) {
+        free (log);
+        zclock_sleep (50);
+        log = e2e_log (c->e2e);
+    }
+    size_t errors = s_count (log, "batch not stored");
+    size_t reminders = s_count (log, "reminder seq=");
+    free (log);
+    assert_true (errors >= 1);
+    long hz = sysconf (_SC_CLK_TCK);
+    long before = s_cpu_ticks (c->e2e->pid);
+    zclock_sleep (1000);
+    long used = s_cpu_ticks (c->e2e->pid) - before;
+    log = e2e_log (c->e2e);
+    printf ("    a second with reminders due and the store full: %.2f s of CPU, "
+            "%zu more errors logged, %zu more reminders\n", (double) used / hz,
+            s_count (log, "batch not stored") - errors,
+            s_count (log, "reminder seq=") - reminders);
+    assert_true (used < hz / 2);
+    assert_true (s_count (log, "batch not stored") - errors <= 1);
+    assert_int_equal (s_count (log, "reminder seq="), reminders);  //  none stored
+    free (log);
+    sgmq_client_destroy (&police);
+    s_cast_destroy (&c);
+}
+
+//  With max-tries 1, the one delivery a member gets live is its last try:
+//  PENDING shows it flagged, like one sent from the store (a second
+//  review found it "delivered" for good).
+static int
+s_state (const sgmq_pending_item_t *item, void *arg)
+{
+    snprintf ((char *) arg, 32, "%s/%u", sgmq_proto_state_name (item->state),
+              item->attempts);
+    return 0;
+}
+
+static void
+test_one_try_flags_the_live_delivery (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("one-try", "deadlines/max-tries", "1", NULL);
+    sgmq_client_t *exec1 = s_subscriber (c, c->exec1, 0);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    uint64_t seq = e2e_escalate (police, "exploitation", "Live");
+    assert_int_equal (e2e_recv (exec1, 5000)->seq, seq);
+    char live [32] = "", stored [32] = "";
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_pending (exec1, SGMQ_SCOPE_MINE, false, s_state,
+                                           live, &error), 0);
+    sgmq_client_t *exec2 = s_subscriber (c, c->exec2, 0);
+    assert_int_equal (e2e_recv (exec2, 5000)->seq, seq);
+    assert_int_equal (sgmq_client_pending (exec2, SGMQ_SCOPE_MINE, false, s_state,
+                                           stored, &error), 0);
+    sgmq_client_destroy (&exec2);
+    sgmq_client_destroy (&police);
+    sgmq_client_destroy (&exec1);
+    s_cast_destroy (&c);
+    assert_string_equal (live, "flagged/1");
+    assert_string_equal (stored, "flagged/1");
+}
+
 int
 main (void)
 {
@@ -899,6 +1022,8 @@ main (void)
         cmocka_unit_test (test_response_overdue_reminds_until_responded),
         cmocka_unit_test (test_learning_reminders_fire_once_and_updates_cancel),
         cmocka_unit_test (test_stalled_subscriber_holds_nobody_up),
+        cmocka_unit_test (test_due_reminders_with_a_full_store),
+        cmocka_unit_test (test_one_try_flags_the_live_delivery),
     };
     if (sodium_init () < 0)
         return 1;
