@@ -583,6 +583,9 @@ s_inflight_put (sgmq_broker_t *self, s_session_t *session, uint64_t seq,
     };
     if (session->inflight [at].due < session->next_due)
         session->next_due = session->inflight [at].due;
+    //  An idle broker scans once a second: not later than this is due.
+    if (session->inflight [at].due < self->next_redeliver_scan)
+        self->next_redeliver_scan = session->inflight [at].due;
     return 0;
 }
 
@@ -3064,24 +3067,6 @@ s_housekeeping (sgmq_broker_t *self)
         s_registry_rescan (self);
         self->next_registry_scan = now + S_REGISTRY_SCAN_MS;
     }
-    self->due_count = 0;
-    if (now >= self->next_redeliver_scan) {
-        int64_t timeout = (int64_t) sgmq_config_duration (self->config,
-                                                          SGMQ_OPT_SESSION_TIMEOUT).amount;
-        bool busy = false;
-        for (s_session_t *session = zhashx_first (self->sessions); session;
-             session = zhashx_next (self->sessions)) {
-            if (now - session->last_seen > timeout) {
-                s_close_later (self, session);
-                continue;
-            }
-            busy |= session->inflight_count > 0;
-            if (session->next_due <= now
-            &&  S_RESERVE (self->due, self->due_capacity, self->due_count + 1) == 0)
-                self->due [self->due_count++] = session;
-        }
-        self->next_redeliver_scan = now + (busy ? S_REDELIVER_SCAN_MS : S_IDLE_POLL_MS);
-    }
     if (now >= self->next_checkpoint) {
         int rc = sgmq_store_checkpoint (self->store);
         if (rc && rc != SGMQ_STORE_E_INVALID)
@@ -3089,6 +3074,33 @@ s_housekeeping (sgmq_broker_t *self)
         self->next_checkpoint = now
             + (int64_t) sgmq_config_duration (self->config, SGMQ_OPT_CHECKPOINT).amount;
     }
+}
+
+//  Sessions silent too long close; those with redeliveries due are listed
+//  for the batch. After the drain, so that a session's frames waiting in
+//  it (a PING) count before it is judged silent.
+static void
+s_scan_sessions (sgmq_broker_t *self)
+{
+    int64_t now = s_mono ();
+    self->due_count = 0;
+    if (now < self->next_redeliver_scan)
+        return;
+    int64_t timeout = (int64_t) sgmq_config_duration (self->config,
+                                                      SGMQ_OPT_SESSION_TIMEOUT).amount;
+    bool busy = false;
+    for (s_session_t *session = zhashx_first (self->sessions); session;
+         session = zhashx_next (self->sessions)) {
+        if (now - session->last_seen > timeout) {
+            s_close_later (self, session);
+            continue;
+        }
+        busy |= session->inflight_count > 0;
+        if (session->next_due <= now
+        &&  S_RESERVE (self->due, self->due_capacity, self->due_count + 1) == 0)
+            self->due [self->due_count++] = session;
+    }
+    self->next_redeliver_scan = now + (busy ? S_REDELIVER_SCAN_MS : S_IDLE_POLL_MS);
 }
 
 static long
@@ -3180,6 +3192,7 @@ s_turn (sgmq_broker_t *self)
         s_zap_serve (self);
     s_housekeeping (self);
     s_drain (self);
+    s_scan_sessions (self);
     bool timers_due = self->next_store_timer
                    && self->next_store_timer < sgmq_time_now ()
                    && s_mono () >= self->timers_retry_at;
