@@ -1277,17 +1277,29 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
     }
 }
 
+//  The time deadlines are counted from and judged by: the wall clock. The
+//  store's time never goes back (message times stay in order), so once
+//  the clock was ahead, even briefly, it stays ahead of the truth until
+//  the clock catches up, and deadlines counted or judged by it would come
+//  late or pass at once.
+static uint64_t
+s_deadline_now (sgmq_store_txn_t *txn)
+{
+    uint64_t wall = sgmq_time_now (), stored = sgmq_store_txn_time (txn);
+    return wall < stored ? wall : stored;
+}
+
 //  Tracking records and reminder timers of a newly stored message.
 static int
 s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
          const sgmq_body_t *body)
 {
     int rc = 0;
-    uint64_t now = work->time;
+    uint64_t now = s_deadline_now (txn);
     switch (body->kind) {
         case SGMQ_KIND_ESCALATION: {
             sgmq_store_escalation_t e = {
-                .seq = work->seq, .status = SGMQ_STORE_ESC_RAISED, .raised = now,
+                .seq = work->seq, .status = SGMQ_STORE_ESC_RAISED, .raised = work->time,
                 .ack_by = sgmq_config_deadline (self->config, SGMQ_OPT_ESCALATION_ACK_BY, now),
                 .respond_by = body->u.escalation.respond_by
             };
@@ -1311,7 +1323,7 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
                 if (e.status == SGMQ_STORE_ESC_RAISED && now > e.ack_by)
                     e.overdue |= SGMQ_STORE_OVERDUE_ACK;
                 e.status = SGMQ_STORE_ESC_RESPONDED;
-                e.responded_at = now;
+                e.responded_at = work->time;
                 if (now > e.respond_by)
                     e.overdue |= SGMQ_STORE_OVERDUE_RESPONSE;
             }
@@ -1493,7 +1505,7 @@ s_ack (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
         e.status = SGMQ_STORE_ESC_ACKNOWLEDGED;
         e.acked_at = acked.time;
         s_copy (e.acked_by, sizeof e.acked_by, name);
-        if (acked.time > e.ack_by)
+        if (s_deadline_now (txn) > e.ack_by)
             e.overdue |= SGMQ_STORE_OVERDUE_ACK;
         rc = sgmq_store_escalation_put (txn, &e);
         if (rc == 0) {
@@ -1772,7 +1784,7 @@ s_batch (sgmq_store_txn_t *txn, void *arg)
             default: break;
         }
     }
-    uint64_t now = sgmq_store_txn_time (txn);
+    uint64_t now = s_deadline_now (txn);
     for (size_t fired = 0; rc == 0 && fired < S_TIMERS_PER_TURN; fired++) {
         //  Past due only: a deadline is met at its very millisecond (an
         //  ack or response then is on time).
@@ -3531,8 +3543,17 @@ sgmq_broker_new (const char *config_path, char *error)
     uint8_t hash [SGMQ_STORE_HASH_SIZE];
     if (txn && sgmq_store_timer_first (txn, 0, &timer) == 0)
         self->next_store_timer = timer.due;
-    if (txn)
-        sgmq_store_head (txn, &head, hash);
+    sgmq_store_record_t newest;
+    uint64_t wall = sgmq_time_now ();
+    if (txn && sgmq_store_head (txn, &head, hash) == 0 && head
+    &&  sgmq_store_get (txn, head, &newest) == 0 && newest.time > wall + S_CLOCK_LEEWAY_MS) {
+        char when [SGMQ_TIME_TEXT_SIZE];
+        s_log (S_LOG_WARNING, "the newest message is dated %s, %llu s ahead of this "
+               "clock: check the clock. Messages stay in time order, so new ones carry "
+               "that date until the clock passes it (deadlines follow the clock)",
+               sgmq_time_format (newest.time, when),
+               (unsigned long long) ((newest.time - wall) / 1000));
+    }
     sgmq_store_read_end (&txn);
     int64_t now = s_mono ();
     self->next_checkpoint = now

@@ -8,6 +8,12 @@ add_dependencies(sgmq_e2e sgmq-broker sgmq)
 
 sgmq_test(e2e_auth SOURCES e2e/test_auth.c LIBS sgmq_e2e LABELS e2e TIMEOUT 300)
 sgmq_test(e2e_workflow SOURCES e2e/test_workflow.c LIBS sgmq_e2e LABELS e2e TIMEOUT 600)
+# Preloaded into a broker by e2e_workflow: a wall clock that is wrong.
+add_library(sgmq_clockshift MODULE e2e/clockshift.c)
+target_link_libraries(sgmq_clockshift PRIVATE ${CMAKE_DL_LIBS})
+add_dependencies(e2e_workflow sgmq_clockshift)
+target_compile_definitions(e2e_workflow PRIVATE
+    SGMQ_CLOCKSHIFT_LIB="$<TARGET_FILE:sgmq_clockshift>")
 # A client in another language, from PROTOCOL.md alone: Debian's Python
 # (not whatever python3 is first on PATH) with python3-zmq and python3-msgpack.
 add_test(NAME e2e_python
