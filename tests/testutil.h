@@ -15,6 +15,20 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+//  1 when built with AddressSanitizer (gcc or clang), else 0: its shadow
+//  memory and allocator make resident sizes, address-space limits and
+//  preloaded libraries say nothing about the code under test.
+#if defined (__SANITIZE_ADDRESS__)
+#   define TESTUTIL_ASAN 1
+#elif defined (__has_feature)
+#   if __has_feature (address_sanitizer)
+#       define TESTUTIL_ASAN 1
+#   endif
+#endif
+#ifndef TESTUTIL_ASAN
+#   define TESTUTIL_ASAN 0
+#endif
+
 //  SGMQ_TEST_SCALE as a factor >= 1 (read once).
 double
     testutil_scale (void);

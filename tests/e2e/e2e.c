@@ -724,3 +724,26 @@ e2e_quiet (sgmq_client_t *client, int ms)
     return sgmq_client_recv (client, (int) testutil_ms (ms), &delivery, &error) != 0
         && error.code == SGMQ_CLIENT_E_TIMEOUT;
 }
+
+long
+e2e_cpu_ticks (pid_t pid)
+{
+    char path [64], buf [2048];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    assert_non_null (file);
+    size_t got = fread (buf, 1, sizeof buf - 1, file);
+    fclose (file);
+    buf [got] = 0;
+    //  After the ")" that ends the name, utime and stime are the 12th and
+    //  13th fields.
+    char *p = strrchr (buf, ')');
+    assert_non_null (p);
+    long ticks = 0;
+    int field = 0;
+    for (char *save = NULL, *tok = strtok_r (p + 1, " ", &save); tok && field < 13;
+         tok = strtok_r (NULL, " ", &save))
+        if (++field >= 12)
+            ticks += atol (tok);
+    return ticks;
+}

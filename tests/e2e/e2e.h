@@ -108,6 +108,11 @@ int
     e2e_run (const char *const *argv, const char *const *env, const char *input,
              char **out, char **err, int timeout_ms);
 
+//  CPU time (user + system) a process has used so far, in clock ticks
+//  (sysconf (_SC_CLK_TCK) a second).
+long
+    e2e_cpu_ticks (pid_t pid);
+
 //  The broker's log so far (caller frees).
 char *
     e2e_log (e2e_t *self);

@@ -502,34 +502,6 @@ test_pending_work_is_bounded (void **state)
 //  --------------------------------------------------------------------------
 //  Far deadlines
 
-//  The process's CPU time so far, in clock ticks.
-static long
-s_cpu_ticks (pid_t pid)
-{
-    char path [64], buf [2048];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    assert_non_null (file);
-    size_t got = fread (buf, 1, sizeof buf - 1, file);
-    fclose (file);
-    buf [got] = 0;
-    //  Fields after the ")" that ends the name: utime is the 12th, stime
-    //  the 13th.
-    char *p = strrchr (buf, ')');
-    assert_non_null (p);
-    long utime = 0, stime = 0;
-    int field = 0;
-    for (char *save = NULL, *tok = strtok_r (p + 1, " ", &save); tok && field < 13;
-         tok = strtok_r (NULL, " ", &save)) {
-        field++;
-        if (field == 12)
-            utime = atol (tok);
-        if (field == 13)
-            stime = atol (tok);
-    }
-    return utime + stime;
-}
-
 static void
 test_far_deadline_does_not_spin (void **state)
 {
@@ -539,9 +511,9 @@ test_far_deadline_does_not_spin (void **state)
     //  The earliest timer is now at the end of time. A loop that took it
     //  for "due" would use a whole core; an idle one sleeps in poll.
     long hz = sysconf (_SC_CLK_TCK);
-    long before = s_cpu_ticks (c->e2e->pid);
+    long before = e2e_cpu_ticks (c->e2e->pid);
     zclock_sleep (1000);
-    long used = s_cpu_ticks (c->e2e->pid) - before;
+    long used = e2e_cpu_ticks (c->e2e->pid) - before;
     printf ("    broker CPU in the second after: %.2f s\n", (double) used / hz);
     assert_true (used < hz / 2);
     s_cast_destroy (&c);

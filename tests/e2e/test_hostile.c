@@ -64,16 +64,7 @@
 //  Not checked under AddressSanitizer, whose quarantine and shadow memory
 //  make the resident set say nothing about the broker's own use.
 #define S_RSS_SLACK_KB  (64 * 1024)
-#if defined (__SANITIZE_ADDRESS__)
-#   define S_RSS_CHECKED false
-#elif defined (__has_feature)
-#   if __has_feature (address_sanitizer)
-#       define S_RSS_CHECKED false
-#   endif
-#endif
-#ifndef S_RSS_CHECKED
-#   define S_RSS_CHECKED true
-#endif
+#define S_RSS_CHECKED   (!TESTUTIL_ASAN)
 #define S_RSS_BOUNDED(grown) (!S_RSS_CHECKED || (grown) < S_RSS_SLACK_KB)
 //  Sessions one key asks for (the default limit is 16).
 #define S_MANY_SESSIONS 50

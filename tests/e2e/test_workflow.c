@@ -883,30 +883,6 @@ test_stalled_subscriber_holds_nobody_up (void **state)
     s_cast_destroy (&c);
 }
 
-//  The process's CPU time so far, in clock ticks.
-static long
-s_cpu_ticks (pid_t pid)
-{
-    char path [64], buf [2048];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    assert_non_null (file);
-    size_t got = fread (buf, 1, sizeof buf - 1, file);
-    fclose (file);
-    buf [got] = 0;
-    //  After the ")" that ends the name, utime and stime are the 12th and
-    //  13th fields.
-    char *p = strrchr (buf, ')');
-    assert_non_null (p);
-    long ticks = 0;
-    int field = 0;
-    for (char *save = NULL, *tok = strtok_r (p + 1, " ", &save); tok && field < 13;
-         tok = strtok_r (NULL, " ", &save))
-        if (++field >= 12)
-            ticks += atol (tok);
-    return ticks;
-}
-
 static size_t
 s_count (const char *text, const char *needle)
 {
@@ -954,9 +930,9 @@ test_due_reminders_with_a_full_store (void **state)
     free (log);
     assert_true (errors >= 1);
     long hz = sysconf (_SC_CLK_TCK);
-    long before = s_cpu_ticks (c->e2e->pid);
+    long before = e2e_cpu_ticks (c->e2e->pid);
     zclock_sleep (1000);
-    long used = s_cpu_ticks (c->e2e->pid) - before;
+    long used = e2e_cpu_ticks (c->e2e->pid) - before;
     log = e2e_log (c->e2e);
     printf ("    a second with reminders due and the store full: %.2f s of CPU, "
             "%zu more errors logged, %zu more reminders\n", (double) used / hz,
@@ -1016,13 +992,8 @@ test_one_try_flags_the_live_delivery (void **state)
 static void
 test_deadlines_follow_the_clock_not_stored_times (void **state)
 {
-#if defined (__SANITIZE_ADDRESS__)
-    skip ();
-#elif defined (__has_feature)
-#   if __has_feature (address_sanitizer)
-    skip ();
-#   endif
-#endif
+    if (TESTUTIL_ASAN)
+        skip ();
     (void) state;
     s_cast_t *c = s_cast_new ("clock", "deadlines/escalation-ack-by", s_ms (1500),
                               "deadlines/repeat", "1h",

@@ -3075,13 +3075,8 @@ s_grow_fn (sgmq_store_txn_t *txn, void *arg)
 static void
 test_grow_without_address_space (void **state)
 {
-#if defined (__SANITIZE_ADDRESS__)
-    skip ();
-#elif defined (__has_feature)
-#   if __has_feature (address_sanitizer)
-    skip ();
-#   endif
-#endif
+    if (TESTUTIL_ASAN)
+        skip ();
     fx_t *fx = *state;
     sgmq_store_close (&fx->store);
     pid_t pid = fork ();
