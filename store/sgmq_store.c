@@ -9,7 +9,9 @@
 
     Databases (all keys big-endian, so LMDB's byte order is numeric order):
 
-      meta    "format"   -> u32 SGMQ_STORE_FORMAT
+      meta    "format"   -> u32 SGMQ_STORE_FORMAT (2; a format 1 store,
+                            whose message records are all version 1, is
+                            read and marked 2 at its first open)
               "keycheck" -> u32 key_id, nonce, AEAD("sgmq-keycheck-v1"):
                             proves at open that the key opens this store
               "head"     -> u64 seq, u64 time, hash: the message chain head
@@ -56,7 +58,10 @@
     u32 recipient_count and each u16 len recipient, u32 key_id, 24-byte
     nonce, u32 sealed size and the sealed body. Storing the canonical
     region as it is hashed means a verifier hashes the stored bytes, with
-    no re-encoding that could disagree with the writer.
+    no re-encoding that could disagree with the writer. The recipient list
+    is not hashed (an auditor's replay does not carry it) but, from record
+    version 2, its digest is in the body's associated data: an edited list
+    makes the body fail to open, which verify reports.
 
     Time: a write transaction's time is max(now, newest message time,
     newest ack time), so sequence order is time order. If the wall clock
@@ -151,6 +156,7 @@ static const char s_msg_tag [] = "sgmq-msg-v1";
 static const char s_ack_tag [] = "sgmq-ack-v1";
 static const char s_ckpt_tag [] = "sgmq-checkpoint-v1";
 static const char s_body_tag [] = "sgmq-body-v1";
+static const char s_body2_tag [] = "sgmq-body-v2";
 static const char s_keycheck_tag [] = "sgmq-keycheck-v1";
 #define S_TAG_LEN(t)        (sizeof (t) - 1)
 
@@ -161,8 +167,12 @@ static const char s_keycheck_tag [] = "sgmq-keycheck-v1";
                              + S_NONCE_SIZE + 4 + S_MAC_SIZE)
 //  Offset of the hash and prev in a msgs record.
 #define S_MSG_HASH_AT       (1 + 8)
-//  Body associated data: tag, u64 seq, u32 key id.
-#define S_BODY_AD_SIZE      (S_TAG_LEN (s_body_tag) + 8 + 4)
+//  Body associated data: tag, u64 seq, u32 key id; from message record
+//  version 2 on, also the BLAKE2b-256 of the recipient list (see s_body_ad).
+#define S_BODY_AD_SIZE      (S_TAG_LEN (s_body2_tag) + 8 + 4 + S_HASH)
+//  Message records are written as version 2; version 1 (format 1 stores)
+//  is still read.
+#define S_MSG_VERSION       2
 //  Key check: u32 key_id, nonce, sealed tag.
 #define S_KEYCHECK_SIZE     (4 + S_NONCE_SIZE + S_TAG_LEN (s_keycheck_tag) \
                              + S_MAC_SIZE)
@@ -340,6 +350,7 @@ struct _sgmq_store_iter_t {
 
 //  A parsed message record; every pointer is into the record's bytes.
 typedef struct {
+    uint8_t version;                    //  1 or S_MSG_VERSION
     uint64_t time;
     const uint8_t *hash, *prev;
     const uint8_t *canon;
@@ -742,12 +753,25 @@ s_pend_find (sgmq_store_txn_t *txn, const uint8_t *dkey, size_t dsize,
 //  --------------------------------------------------------------------------
 //  Crypto helpers
 
-static void
-s_body_ad (uint8_t *ad, uint64_t seq, uint32_t key_id)
+//  The associated data that binds a sealed body to its record; returns its
+//  size. Version 2 adds a digest of the recipient list (u32 count and each
+//  u16 len name, as stored), which is in neither the chain hash nor the
+//  body: without it an edit of who was addressed would pass verify. A
+//  record turned back to version 1 gets the shorter data, and fails to open.
+static size_t
+s_body_ad (uint8_t *ad, uint8_t version, uint64_t seq, uint32_t key_id,
+           const uint8_t *recipients, size_t recipients_size)
 {
-    memcpy (ad, s_body_tag, S_TAG_LEN (s_body_tag));
-    s_be64 (ad + S_TAG_LEN (s_body_tag), seq);
-    s_be32 (ad + S_TAG_LEN (s_body_tag) + 8, key_id);
+    const char *tag = version == 1 ? s_body_tag : s_body2_tag;
+    size_t n = strlen (tag);
+    memcpy (ad, tag, n);
+    s_be64 (ad + n, seq);
+    s_be32 (ad + n + 8, key_id);
+    if (version == 1)
+        return n + 12;
+    crypto_generichash (ad + n + 12, S_HASH, recipients, recipients_size,
+                        NULL, 0);
+    return n + 12 + S_HASH;
 }
 
 static const uint8_t *
@@ -836,12 +860,17 @@ s_seal_run (sgmq_store_t *self, const s_seal_t *job, const uint8_t *prev)
     memcpy (hash + S_HASH, prev, S_HASH);
     s_msg_hash (prev, job->seq, job->time, rec + job->canon_at,
                 job->canon_size, body, job->body_size, hash);
+    //  The recipient list runs from the canonical region's end to the
+    //  key id, nonce and sealed size before the body.
+    const uint8_t *recipients = rec + job->canon_at + job->canon_size;
+    const uint8_t *nonce = body - 4 - S_NONCE_SIZE;
     uint8_t ad [S_BODY_AD_SIZE];
-    s_body_ad (ad, job->seq, self->key_id);
+    size_t ad_size = s_body_ad (ad, S_MSG_VERSION, job->seq, self->key_id,
+                                recipients, (size_t) (nonce - 4 - recipients));
     //  In place: the clear body becomes the sealed body and its MAC.
     crypto_aead_xchacha20poly1305_ietf_encrypt (
-        body, NULL, body, job->body_size, ad, sizeof ad, NULL,
-        body - 4 - S_NONCE_SIZE, self->keys->storage);
+        body, NULL, body, job->body_size, ad, ad_size, NULL, nonce,
+        self->keys->storage);
 }
 
 //  Claim every queued job and run them, with the lock held on entry and
@@ -1059,7 +1088,8 @@ s_msg_parse (const MDB_val *val, s_msg_t *m)
 {
     s_rd_t r = { val->mv_data, val->mv_size, false };
     memset (m, 0, sizeof *m);
-    if (s_rd_u8 (&r) != S_REC_VERSION)
+    m->version = s_rd_u8 (&r);
+    if (m->version != 1 && m->version != S_MSG_VERSION)
         return SGMQ_STORE_E_CORRUPT;
     m->time = s_rd_u64 (&r);
     m->hash = s_rd_bytes (&r, S_HASH);
@@ -1123,11 +1153,13 @@ s_body_open (sgmq_store_t *self, uint64_t seq, const s_msg_t *m,
 {
     if (m->key_id != self->key_id)
         return SGMQ_STORE_E_KEY;
+    const uint8_t *recipients = m->canon + m->canon_size;
     uint8_t ad [S_BODY_AD_SIZE];
-    s_body_ad (ad, seq, m->key_id);
+    size_t ad_size = s_body_ad (ad, m->version, seq, m->key_id, recipients,
+                                (size_t) (m->nonce - 4 - recipients));
     unsigned long long size;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt (
-            plain, &size, NULL, m->sealed, m->sealed_size, ad, sizeof ad,
+            plain, &size, NULL, m->sealed, m->sealed_size, ad, ad_size,
             m->nonce, self->keys->storage) != 0)
         return SGMQ_STORE_E_CORRUPT;
     return 0;
@@ -1338,9 +1370,12 @@ s_keycheck_verify (sgmq_store_t *self, const MDB_val *val, char *why,
 //  Check the format record in `meta`: a store this build can read. 0,
 //  SGMQ_STORE_E_CORRUPT or SGMQ_STORE_E_VERSION (with the reason in
 //  `why`), or an LMDB error (the caller words it).
+//  Format 1 differs only in its message records (version 1, see
+//  s_body_ad), which this build still reads; `format` (may be NULL) gets
+//  the stored one.
 static int
 s_format_check (MDB_txn *txn, MDB_dbi meta, const char *dir, char *why,
-                size_t why_size)
+                size_t why_size, uint32_t *format)
 {
     MDB_val key = s_val (s_meta_format, strlen (s_meta_format)), val;
     int rc = mdb_get (txn, meta, &key, &val);
@@ -1349,12 +1384,26 @@ s_format_check (MDB_txn *txn, MDB_dbi meta, const char *dir, char *why,
                "%s: store has no valid format record; damaged?", dir);
         return SGMQ_STORE_E_CORRUPT;
     }
-    if (!rc && s_ld32 (val.mv_data) != SGMQ_STORE_FORMAT) {
-        s_why (why, why_size, "%s: store format %u, this build reads %u",
-               dir, s_ld32 (val.mv_data), SGMQ_STORE_FORMAT);
+    if (rc)
+        return rc;
+    uint32_t stored = s_ld32 (val.mv_data);
+    if (stored != 1 && stored != SGMQ_STORE_FORMAT) {
+        s_why (why, why_size, "%s: store format %u, this build reads 1 "
+               "and %u", dir, stored, SGMQ_STORE_FORMAT);
         return SGMQ_STORE_E_VERSION;
     }
-    return rc;
+    if (format)
+        *format = stored;
+    return 0;
+}
+
+//  A meta row put with a plain LMDB txn (before our txn wrapper exists).
+static int
+s_put_raw (MDB_txn *txn, MDB_dbi dbi, const char *name, void *data,
+           size_t size)
+{
+    MDB_val k = s_val (name, strlen (name)), v = s_val (data, size);
+    return mdb_put (txn, dbi, &k, &v, 0);
 }
 
 //  The first transaction of an open: check (or write) the format and the
@@ -1370,6 +1419,7 @@ s_env_init_txn (sgmq_store_t *self, char *why, size_t why_size)
         return s_map_error (self, rc);
     }
     bool fresh = false;
+    uint32_t stored_format = SGMQ_STORE_FORMAT;
     MDB_dbi meta;
     rc = mdb_dbi_open (txn, s_dbs [S_DB_META].name, 0, &meta);
     if (rc == MDB_NOTFOUND) {
@@ -1390,7 +1440,8 @@ s_env_init_txn (sgmq_store_t *self, char *why, size_t why_size)
     }
     else
     if (!rc) {
-        rc = s_format_check (txn, meta, self->dir, why, why_size);
+        rc = s_format_check (txn, meta, self->dir, why, why_size,
+                             &stored_format);
         if (rc == SGMQ_STORE_E_CORRUPT || rc == SGMQ_STORE_E_VERSION)
             goto out_abort;
     }
@@ -1411,21 +1462,17 @@ s_env_init_txn (sgmq_store_t *self, char *why, size_t why_size)
     }
     MDB_val key = s_val (s_meta_keycheck, strlen (s_meta_keycheck)), val;
     if (fresh) {
-        uint8_t format [4], check [S_KEYCHECK_SIZE], head [S_HEAD_SIZE];
-        s_be32 (format, SGMQ_STORE_FORMAT);
+        uint8_t check [S_KEYCHECK_SIZE], head [S_HEAD_SIZE];
         s_keycheck_make (self, check);
         memset (head, 0, sizeof head);
         const struct { const char *name; void *data; size_t size; } rows [] = {
-            { s_meta_format, format, sizeof format },
             { s_meta_keycheck, check, sizeof check },
             { s_meta_head, head, sizeof head },
             { s_meta_ackhead, head, sizeof head },
         };
-        for (size_t i = 0; i < sizeof rows / sizeof rows [0] && !rc; i++) {
-            MDB_val k = s_val (rows [i].name, strlen (rows [i].name));
-            MDB_val v = s_val (rows [i].data, rows [i].size);
-            rc = mdb_put (txn, self->dbi [S_DB_META], &k, &v, 0);
-        }
+        for (size_t i = 0; i < sizeof rows / sizeof rows [0] && !rc; i++)
+            rc = s_put_raw (txn, self->dbi [S_DB_META], rows [i].name,
+                            rows [i].data, rows [i].size);
     }
     else {
         rc = mdb_get (txn, self->dbi [S_DB_META], &key, &val);
@@ -1440,6 +1487,14 @@ s_env_init_txn (sgmq_store_t *self, char *why, size_t why_size)
             if (rc)
                 goto out_abort;
         }
+    }
+    if (!rc && (fresh || stored_format != SGMQ_STORE_FORMAT)) {
+        //  New records will be of this build's format: mark the store so,
+        //  which keeps an older build from misreading them.
+        uint8_t format [4];
+        s_be32 (format, SGMQ_STORE_FORMAT);
+        rc = s_put_raw (txn, self->dbi [S_DB_META], s_meta_format, format,
+                        sizeof format);
     }
     if (!rc) {
         rc = mdb_txn_commit (txn);
@@ -2197,7 +2252,7 @@ sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
     uint8_t *rec = malloc (size), *p = rec;
     if (!rec)
         return s_fatal (txn, ENOMEM);
-    *p++ = S_REC_VERSION;
+    *p++ = S_MSG_VERSION;
     s_be64 (p, txn->time);
     p += 8 + 2 * S_HASH;
     uint8_t *canon = p;
@@ -3794,7 +3849,7 @@ s_copy_check (MDB_env *env, const char *dir, char *why, size_t why_size)
     }
     else
     if (!rc) {
-        rc = s_format_check (txn, meta, dir, why, why_size);
+        rc = s_format_check (txn, meta, dir, why, why_size, NULL);
         if (rc && rc != SGMQ_STORE_E_CORRUPT && rc != SGMQ_STORE_E_VERSION)
             s_why (why, why_size, "%s: cannot read the store's meta data: "
                    "%s", dir, mdb_strerror (rc));

@@ -38,9 +38,11 @@
 extern "C" {
 #endif
 
-//  On-disk format written by this build. A store with another format is
+//  On-disk format written by this build. Format 2 binds each message's
+//  recipient list to its sealed body. A format 1 store is read and marked
+//  2 at its first open (its records stay as they are); any other format is
 //  refused at open (SGMQ_STORE_E_VERSION).
-#define SGMQ_STORE_FORMAT         1
+#define SGMQ_STORE_FORMAT         2
 #define SGMQ_STORE_KEY_SIZE       32    //  XChaCha20-Poly1305 key
 #define SGMQ_STORE_HASH_SIZE      32    //  BLAKE2b-256
 #define SGMQ_STORE_SIGN_SK_SIZE   64    //  Ed25519 secret key (libsodium form)

@@ -2076,7 +2076,7 @@ test_unknown_version (void **state)
     raw_t raw;
     s_raw_open (&raw, fx->dir);
     MDB_dbi meta = s_raw_dbi (&raw, "meta");
-    uint8_t v2 [4] = { 0, 0, 0, 2 };
+    uint8_t v2 [4] = { 0, 0, 0, 3 };
     MDB_val key = { 6, "format" }, val = { 4, v2 };
     assert_int_equal (mdb_put (raw.txn, meta, &key, &val, 0), 0);
     s_raw_close (&raw);
@@ -2084,15 +2084,180 @@ test_unknown_version (void **state)
     char why [256];
     assert_null (sgmq_store_open (fx->dir, &fx->opts, &rc, why, sizeof why));
     assert_int_equal (rc, SGMQ_STORE_E_VERSION);
-    assert_non_null (strstr (why, "store format 2, this build reads 1"));
+    assert_non_null (strstr (why, "store format 3, this build reads 1 and 2"));
     assert_non_null (strstr (why, fx->dir));
     //  put it back: opens again (so fx_teardown has a store)
-    v2 [3] = 1;
+    v2 [3] = 2;
     s_raw_open (&raw, fx->dir);
     meta = s_raw_dbi (&raw, "meta");
     assert_int_equal (mdb_put (raw.txn, meta, &key, &val, 0), 0);
     s_raw_close (&raw);
     fx->store = s_open (fx->dir, &fx->opts);
+}
+
+//  Where a msgs record's recipient list (u32 count, each u16 len name)
+//  starts, and its size: after version, time, hash, prev and the
+//  canonical region (sender, key, kind, u16 group count, each group).
+static void
+s_rec_recipients (const uint8_t *rec, size_t rec_size, size_t *at,
+                  size_t *size)
+{
+    size_t p = 1 + 8 + 32 + 32;
+    for (int i = 0; i < 3; i++)
+        p += 2 + (size_t) (rec [p] << 8 | rec [p + 1]);
+    size_t groups = (size_t) (rec [p] << 8 | rec [p + 1]);
+    p += 2;
+    for (size_t i = 0; i < groups; i++)
+        p += 2 + (size_t) (rec [p] << 8 | rec [p + 1]);
+    *at = p;
+    size_t count = (size_t) rec [p] << 24 | (size_t) rec [p + 1] << 16
+                 | (size_t) rec [p + 2] << 8 | rec [p + 3];
+    p += 4;
+    for (size_t i = 0; i < count; i++)
+        p += 2 + (size_t) (rec [p] << 8 | rec [p + 1]);
+    *size = p - *at;
+    assert_true (p + 4 + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + 4
+                 < rec_size);
+}
+
+//  How test_recipients_bound edits message 5.
+typedef enum {
+    EDIT_RECIPIENT,     //  one byte of the first recipient's name
+    EDIT_VERSION,       //  version byte 2 -> 1, nothing else
+    EDIT_RESEAL_V1,     //  a record as format 1 wrote it: version 1, body
+                        //  sealed with the version 1 associated data
+} rec_edit_t;
+
+static void
+s_body_ad_test (uint8_t *ad, int version, uint64_t seq, const uint8_t *rec,
+                size_t at, size_t size)
+{
+    memcpy (ad, version == 1 ? "sgmq-body-v1" : "sgmq-body-v2", 12);
+    s_seq_key (ad + 12, seq);
+    memcpy (ad + 20, "\0\0\0\1", 4);        //  key id 1 (fx's options)
+    if (version == 2)
+        crypto_generichash (ad + 24, 32, rec + at, size, NULL, 0);
+}
+
+static void
+s_raw_edit_msg (const char *dir, uint64_t seq, rec_edit_t edit)
+{
+    raw_t raw;
+    s_raw_open (&raw, dir);
+    MDB_dbi dbi = s_raw_dbi (&raw, "msgs");
+    uint8_t k [8];
+    s_seq_key (k, seq);
+    MDB_val key = { 8, k }, val;
+    assert_int_equal (mdb_get (raw.txn, dbi, &key, &val), 0);
+    uint8_t *rec = malloc (val.mv_size);
+    memcpy (rec, val.mv_data, val.mv_size);
+    assert_int_equal (rec [0], 2);
+    size_t at, size;
+    s_rec_recipients (rec, val.mv_size, &at, &size);
+    if (edit == EDIT_RECIPIENT)
+        rec [at + 4 + 2] ^= 0x01;
+    else
+        rec [0] = 1;
+    if (edit == EDIT_RESEAL_V1) {
+        const size_t npub = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+        uint8_t *nonce = rec + at + size + 4;
+        uint8_t *sealed = nonce + npub + 4;
+        size_t sealed_size = val.mv_size - (size_t) (sealed - rec);
+        uint8_t ad [12 + 8 + 4 + 32], plain [256];
+        unsigned long long plain_size, out_size;
+        assert_true (sealed_size <= sizeof plain);
+        s_body_ad_test (ad, 2, seq, rec, at, size);
+        assert_int_equal (crypto_aead_xchacha20poly1305_ietf_decrypt (
+            plain, &plain_size, NULL, sealed, sealed_size, ad, sizeof ad,
+            nonce, s_key), 0);
+        s_body_ad_test (ad, 1, seq, rec, at, size);
+        crypto_aead_xchacha20poly1305_ietf_encrypt (
+            sealed, &out_size, plain, plain_size, ad, 12 + 8 + 4, NULL,
+            nonce, s_key);
+        assert_int_equal (out_size, sealed_size);
+    }
+    MDB_val nval = { val.mv_size, rec };
+    assert_int_equal (mdb_put (raw.txn, dbi, &key, &nval, 0), 0);
+    free (rec);
+    s_raw_close (&raw);
+}
+
+static uint32_t
+s_raw_format (const char *dir, uint32_t set)
+{
+    raw_t raw;
+    s_raw_open (&raw, dir);
+    MDB_dbi meta = s_raw_dbi (&raw, "meta");
+    MDB_val key = { 6, "format" }, val;
+    assert_int_equal (mdb_get (raw.txn, meta, &key, &val), 0);
+    assert_int_equal (val.mv_size, 4);
+    const uint8_t *p = val.mv_data;
+    uint32_t format = (uint32_t) p [0] << 24 | (uint32_t) p [1] << 16
+                    | (uint32_t) p [2] << 8 | p [3];
+    if (set) {
+        uint8_t v [4] = { 0, 0, 0, (uint8_t) set };
+        MDB_val nval = { 4, v };
+        assert_int_equal (mdb_put (raw.txn, meta, &key, &nval, 0), 0);
+    }
+    s_raw_close (&raw);
+    return format;
+}
+
+//  Who a message was addressed to is bound to its sealed body: an edited
+//  recipient, or the record turned back to version 1 to escape that,
+//  fails verify and the read. A format 1 store (version 1 records) still
+//  reads and verifies, and is marked format 2 when opened.
+static void
+test_recipients_bound (void **state)
+{
+    fx_t *fx = *state;
+    s_append_n (fx->store, 10, 10);
+    sgmq_store_close (&fx->store);
+    assert_int_equal (s_raw_format (fx->dir, 0), 2);
+    char *pristine = testutil_tmpdir ("store-pristine");
+    s_copy_dir (fx->dir, pristine);
+
+    const rec_edit_t attacks [] = { EDIT_RECIPIENT, EDIT_VERSION };
+    for (size_t i = 0; i < sizeof attacks / sizeof attacks [0]; i++) {
+        s_copy_dir (pristine, fx->dir);
+        s_raw_edit_msg (fx->dir, 5, attacks [i]);
+        fx->store = s_open (fx->dir, &fx->opts);
+        sgmq_store_verify_t report;
+        CHECK_RC (sgmq_store_verify (fx->store, s_sign_pk, &report),
+                  SGMQ_STORE_E_CORRUPT);
+        assert_int_equal (report.bad_seq, 5);
+        assert_int_equal (report.messages, 4);
+        assert_non_null (strstr (report.reason, "message 5"));
+        int rc;
+        sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+        sgmq_store_record_t rec;
+        CHECK_RC (sgmq_store_get (txn, 5, &rec), SGMQ_STORE_E_CORRUPT);
+        CHECK_OK (sgmq_store_get (txn, 6, &rec));
+        sgmq_store_read_end (&txn);
+        sgmq_store_close (&fx->store);
+    }
+
+    //  Format 1, as an older build left it
+    s_copy_dir (pristine, fx->dir);
+    s_raw_edit_msg (fx->dir, 5, EDIT_RESEAL_V1);
+    s_raw_format (fx->dir, 1);
+    fx->store = s_open (fx->dir, &fx->opts);
+    s_verify_ok (fx->store);
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+    sgmq_store_record_t rec;
+    CHECK_OK (sgmq_store_get (txn, 5, &rec));
+    assert_int_equal (rec.body_size, strlen ("filler body for the chain"));
+    assert_memory_equal (rec.body, "filler body for the chain", rec.body_size);
+    assert_int_equal (rec.recipient_count, 3);
+    sgmq_store_read_end (&txn);
+    s_append_n (fx->store, 1, 1);                   //  a version 2 record
+    s_verify_ok (fx->store);
+    sgmq_store_close (&fx->store);
+    assert_int_equal (s_raw_format (fx->dir, 0), 2);
+    fx->store = s_open (fx->dir, &fx->opts);
+    testutil_rmtree (pristine);
+    free (pristine);
 }
 
 //  memmem is a GNU extension; the build is plain C11 + POSIX.
@@ -2908,14 +3073,14 @@ test_copy (void **state)
     raw_t raw;
     s_raw_open (&raw, fx->dir);
     MDB_dbi meta = s_raw_dbi (&raw, "meta");
-    uint8_t v2 [4] = { 0, 0, 0, 2 };
+    uint8_t v2 [4] = { 0, 0, 0, 3 };
     MDB_val key = { 6, "format" }, val = { 4, v2 };
     assert_int_equal (mdb_put (raw.txn, meta, &key, &val, 0), 0);
     s_raw_close (&raw);
     s_expect_copy_fails (fx->dir, newer, SGMQ_STORE_E_VERSION,
-                         "store format 2, this build reads 1");
+                         "store format 3, this build reads 1 and 2");
     assert_true (s_dir_is_empty (newer));
-    v2 [3] = 1;
+    v2 [3] = 2;
     s_raw_open (&raw, fx->dir);
     meta = s_raw_dbi (&raw, "meta");
     assert_int_equal (mdb_put (raw.txn, meta, &key, &val, 0), 0);
@@ -3156,6 +3321,7 @@ main (void)
         T (test_moved_record),
         T (test_wrong_key),
         T (test_unknown_version),
+        T (test_recipients_bound),
         T (test_plaintext_not_on_disk),
         T (test_map_full_grows),
         T (test_mixed_batch_grows),
