@@ -109,7 +109,8 @@
 //  messages.
 #define S_FILE_MODE         0600
 //  Version byte at the start of every record we write, so a later format
-//  can tell old records apart (and a stray byte is caught early).
+//  can tell old records apart (and a stray byte is caught early); message
+//  records have their own (S_MSG_VERSION).
 #define S_REC_VERSION       1
 //  Hash and signature sizes come from the header (SGMQ_STORE_*_SIZE).
 #define S_HASH              SGMQ_STORE_HASH_SIZE

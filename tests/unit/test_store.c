@@ -2237,13 +2237,20 @@ test_recipients_bound (void **state)
         sgmq_store_close (&fx->store);
     }
 
-    //  Format 1, as an older build left it
+    //  Format 1, as an older build left it: the wrong key is refused and
+    //  leaves it format 1; the right one reads it and marks it 2.
     s_copy_dir (pristine, fx->dir);
     s_raw_edit_msg (fx->dir, 5, EDIT_RESEAL_V1);
     s_raw_format (fx->dir, 1);
+    sgmq_store_options_t other = fx->opts;
+    other.storage_key = s_other_key;
+    int rc;
+    char why [256];
+    assert_null (sgmq_store_open (fx->dir, &other, &rc, why, sizeof why));
+    assert_int_equal (rc, SGMQ_STORE_E_KEY);
+    assert_int_equal (s_raw_format (fx->dir, 0), 1);
     fx->store = s_open (fx->dir, &fx->opts);
     s_verify_ok (fx->store);
-    int rc;
     sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
     sgmq_store_record_t rec;
     CHECK_OK (sgmq_store_get (txn, 5, &rec));
