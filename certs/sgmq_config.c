@@ -27,8 +27,9 @@
 #define S_DAY (24 * S_HOUR)
 //  Deadlines past ten years are typos, not policy.
 #define S_DEADLINE_MAX (3660 * S_DAY)
-//  Working-day counts are bounded the same way (about ten years).
+//  Working-day and year counts are bounded the same way (ten years).
 #define S_WORKING_DAYS_MAX 2600
+#define S_YEARS_MAX 10
 //  Paths longer than this are not a deployment's.
 #define S_PATH_MAX 4096
 
@@ -42,7 +43,7 @@ typedef struct {
     const char *fallback;       //  default, as written in the file
     int64_t min, max;           //  ints: value; durations: ms; strings: length
     const char *choices;        //  enums: comma-separated
-    bool working_days;          //  durations: "wd" allowed
+    bool working_days;          //  durations: deadlines, "wd" and "y" allowed
 } s_option_t;
 
 static const s_option_t s_options [] = {
@@ -64,7 +65,7 @@ static const s_option_t s_options [] = {
     { SGMQ_OPT_ESCALATION_ACK_BY, "deadlines", "escalation-ack-by", S_DURATION, "1wd", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_REPEAT, "deadlines", "repeat", S_DURATION, "1wd", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_LEARNING_SESSION, "deadlines", "learning-session", S_DURATION, "14d", S_SECOND, S_DEADLINE_MAX, NULL, true },
-    { SGMQ_OPT_REFLECTION, "deadlines", "reflection", S_DURATION, "365d", S_SECOND, S_DEADLINE_MAX, NULL, true },
+    { SGMQ_OPT_REFLECTION, "deadlines", "reflection", S_DURATION, "1y", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_REDELIVER_FIRST, "deadlines", "redeliver-first", S_DURATION, "30s", 10 * S_MS, S_DAY, NULL, false },
     { SGMQ_OPT_REDELIVER_MAX, "deadlines", "redeliver-max", S_DURATION, "30m", 10 * S_MS, 7 * S_DAY, NULL, false },
     { SGMQ_OPT_MAX_TRIES, "deadlines", "max-tries", S_INT, "10", 1, 1000, NULL, false },
@@ -137,7 +138,7 @@ sgmq_config_parse_duration (const char *text, sgmq_duration_t *duration)
 {
     static const struct { const char *unit; uint64_t ms; } units [] = {
         { "ms", S_MS }, { "s", S_SECOND }, { "m", S_MINUTE },
-        { "h", S_HOUR }, { "d", S_DAY }, { "wd", 0 }
+        { "h", S_HOUR }, { "d", S_DAY }, { "wd", 0 }, { "y", 0 }
     };
     if (*text < '0' || *text > '9')
         return -1;
@@ -148,15 +149,16 @@ sgmq_config_parse_duration (const char *text, sgmq_duration_t *duration)
         return -1;
     for (size_t i = 0; i < sizeof units / sizeof units [0]; i++)
         if (strcmp (end, units [i].unit) == 0) {
+            bool years = strcmp (end, "y") == 0;
             if (units [i].ms == 0) {
-                if (amount > S_WORKING_DAYS_MAX)
+                if (amount > (years ? S_YEARS_MAX : S_WORKING_DAYS_MAX))
                     return -1;
-                *duration = (sgmq_duration_t) { amount, true };
+                *duration = (sgmq_duration_t) { amount, !years, years };
             }
             else {
                 if (amount > UINT64_MAX / units [i].ms)
                     return -1;
-                *duration = (sgmq_duration_t) { amount * units [i].ms, false };
+                *duration = (sgmq_duration_t) { amount * units [i].ms, false, false };
             }
             return 0;
         }
@@ -284,11 +286,12 @@ s_set_option (sgmq_config_t *self, const s_option_t *option, const char *text,
             if (sgmq_config_parse_duration (text, &duration))
                 return s_fail (error, node, origin, "%s/%s must be a duration like "
                                "30s, 15m, 2h, 14d%s, not '%s'", option->section,
-                               option->name, option->working_days ? " or 3wd" : "", text);
-            if (duration.working_days && !option->working_days)
-                return s_fail (error, node, origin, "%s/%s cannot be in working days",
-                               option->section, option->name);
-            if (!duration.working_days
+                               option->name, option->working_days ? ", 3wd or 1y" : "", text);
+            if ((duration.working_days || duration.years) && !option->working_days)
+                return s_fail (error, node, origin, "%s/%s cannot be in %s",
+                               option->section, option->name,
+                               duration.years ? "years" : "working days");
+            if (!duration.working_days && !duration.years
             &&  ((int64_t) duration.amount < option->min
                  || (int64_t) duration.amount > option->max))
                 return s_fail (error, node, origin, "%s/%s must be from %llums to "
@@ -650,7 +653,7 @@ sgmq_duration_t
 sgmq_config_duration (const sgmq_config_t *self, sgmq_opt_t option)
 {
     return option < SGMQ_OPT_COUNT_ ? self->values [option].duration
-                                    : (sgmq_duration_t) { 0, false };
+                                    : (sgmq_duration_t) { 0, false, false };
 }
 
 uint64_t
@@ -660,6 +663,8 @@ sgmq_config_deadline (const sgmq_config_t *self, sgmq_opt_t option, uint64_t fro
     if (d.working_days)
         return sgmq_time_add_working_days (from, (uint32_t) d.amount,
                                            self->holidays, self->holiday_count);
+    if (d.years)
+        return sgmq_time_add_years (from, (uint32_t) d.amount);
     return from + d.amount;
 }
 

@@ -65,8 +65,9 @@ typedef enum {
 } sgmq_opt_t;
 
 typedef struct {
-    uint64_t amount;            //  ms, or working days
+    uint64_t amount;            //  ms, working days, or calendar years
     bool working_days;
+    bool years;                 //  the same UK date and time, years on
 } sgmq_duration_t;
 
 typedef struct _sgmq_config_t sgmq_config_t;
@@ -102,7 +103,7 @@ sgmq_duration_t
     sgmq_config_duration (const sgmq_config_t *self, sgmq_opt_t option);
 
 //  `from` plus the duration option, counting working days and holidays
-//  when it is given in working days.
+//  when it is given in working days, calendar years when in years.
 uint64_t
     sgmq_config_deadline (const sgmq_config_t *self, sgmq_opt_t option,
                           uint64_t from);
@@ -130,7 +131,7 @@ bool
 const int64_t *
     sgmq_config_holidays (const sgmq_config_t *self, size_t *count);
 
-//  Parse a duration ("30s", "2wd"). 0, or -1 if malformed.
+//  Parse a duration ("30s", "2wd", "1y"). 0, or -1 if malformed.
 int
     sgmq_config_parse_duration (const char *text, sgmq_duration_t *duration);
 

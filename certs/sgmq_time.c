@@ -222,6 +222,15 @@ s_uk_offset (uint64_t ms)
          ? 3600 * S_MS_PER_SECOND : 0;
 }
 
+//  A UK wall-clock time (as ms, read as if UTC) back to UTC, with the
+//  offset of the day it falls on.
+static uint64_t
+s_uk_to_utc (uint64_t local)
+{
+    uint64_t summer = local - 3600 * S_MS_PER_SECOND;
+    return s_uk_offset (summer) ? summer : local;
+}
+
 uint64_t
 sgmq_time_add_working_days (uint64_t from, uint32_t count,
                             const int64_t *holidays, size_t holiday_count)
@@ -238,8 +247,20 @@ sgmq_time_add_working_days (uint64_t from, uint32_t count,
         if (!sgmq_time_weekend (day) && !s_holiday (day, holidays, holiday_count))
             count--;
     }
-    local = (uint64_t) day * SGMQ_TIME_MS_PER_DAY + time_of_day;
-    //  Back to UTC with the offset of the day reached.
-    uint64_t summer = local - 3600 * S_MS_PER_SECOND;
-    return s_uk_offset (summer) ? summer : local;
+    return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY + time_of_day);
+}
+
+uint64_t
+sgmq_time_add_years (uint64_t from, uint32_t years)
+{
+    uint64_t local = from + s_uk_offset (from);
+    int64_t y;
+    unsigned m, d;
+    s_civil_from_days (sgmq_time_day (local), &y, &m, &d);
+    y += years;
+    if (d > s_month_days (y, m))
+        d = s_month_days (y, m);
+    int64_t day = s_days_from_civil (y, m, d);
+    return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY
+                        + local % SGMQ_TIME_MS_PER_DAY);
 }

@@ -57,6 +57,11 @@ uint64_t
     sgmq_time_add_working_days (uint64_t from, uint32_t count,
                                 const int64_t *holidays, size_t holiday_count);
 
+//  `from` plus `years` calendar years: the same UK time of day on the same
+//  UK date (28 February for 29 February in a common year), as UTC ms.
+uint64_t
+    sgmq_time_add_years (uint64_t from, uint32_t years);
+
 #ifdef __cplusplus
 }
 #endif

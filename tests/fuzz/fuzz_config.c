@@ -80,6 +80,15 @@ s_check_loaded (const sgmq_config_t *config)
         for (size_t s = 0; s < sizeof s_starts / sizeof s_starts [0]; s++) {
             uint64_t due = sgmq_config_deadline (config, s_durations [i], s_starts [s]);
             CHECK (due > s_starts [s]);
+            if (duration.years) {
+                //  The same UK date and time, years on: 365 or 366 days a
+                //  year, a day less from 29 February, an hour either way
+                //  across a change of the clocks.
+                uint64_t apart = due - s_starts [s], hour = S_DAY_MS / 24;
+                CHECK (apart + S_DAY_MS + hour >= duration.amount * 365 * S_DAY_MS);
+                CHECK (apart <= duration.amount * 366 * S_DAY_MS + hour);
+            }
+            else
             if (!duration.working_days)
                 CHECK (due == s_starts [s] + duration.amount);
             else {

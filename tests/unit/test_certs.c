@@ -194,6 +194,39 @@ test_time_counts_working_days (void **state)
     assert_string_equal (sgmq_time_format (due, text), "2026-03-30T08:00:00Z");
 }
 
+//  A year after publication (the reflection session) is the same date,
+//  not 365 days: those fall a day early across 29 February.
+static void
+test_time_adds_calendar_years (void **state)
+{
+    (void) state;
+    const struct { const char *from; uint32_t years; const char *due; } cases [] = {
+        //  across 29 February 2028: 366 days
+        { "2027-06-01T10:00:00Z", 1, "2028-06-01T10:00:00Z" },
+        { "2027-01-15T10:00:00Z", 1, "2028-01-15T10:00:00Z" },
+        //  from 29 February: 28 February of a common year, 29 of a leap one
+        { "2028-02-29T12:00:00Z", 1, "2029-02-28T12:00:00Z" },
+        { "2028-02-29T12:00:00Z", 4, "2032-02-29T12:00:00Z" },
+        //  UK dates and times: 27 March 2027 12:00 GMT (summer time starts
+        //  on the 28th), a year on summer time has begun (26 March 2028):
+        //  12:00 BST is 11:00 UTC
+        { "2027-03-27T12:00:00Z", 1, "2028-03-27T11:00:00Z" },
+        //  00:30 BST on 1 June 2027 is 23:30 UTC on 31 May: counted from
+        //  the UK date, 1 June 2028 00:30 BST
+        { "2027-05-31T23:30:00Z", 1, "2028-05-31T23:30:00Z" },
+        { "2026-11-27T09:00:00Z", 10, "2036-11-27T09:00:00Z" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        uint64_t from;
+        char text [SGMQ_TIME_TEXT_SIZE];
+        assert_int_equal (sgmq_time_parse (cases [i].from, false, &from), 0);
+        sgmq_time_format (sgmq_time_add_years (from, cases [i].years), text);
+        if (strcmp (text, cases [i].due) != 0)
+            fail_msg ("%s + %uy: %s, wanted %s", cases [i].from,
+                      cases [i].years, text, cases [i].due);
+    }
+}
+
 //  --------------------------------------------------------------------------
 //  Key files
 
@@ -542,6 +575,13 @@ test_config_default_is_the_partnership (void **state)
     assert_string_equal (sgmq_time_format (due, when), "2026-12-29T15:00:00Z");
     due = sgmq_config_deadline (config, SGMQ_OPT_LEARNING_SESSION, from);
     assert_string_equal (sgmq_time_format (due, when), "2027-01-07T15:00:00Z");
+    //  The reflection session, a calendar year on by default.
+    sgmq_duration_t reflection = sgmq_config_duration (config, SGMQ_OPT_REFLECTION);
+    assert_true (reflection.years && !reflection.working_days);
+    assert_int_equal (reflection.amount, 1);
+    assert_int_equal (sgmq_time_parse ("2027-06-01T09:00:00Z", false, &from), 0);
+    due = sgmq_config_deadline (config, SGMQ_OPT_REFLECTION, from);
+    assert_string_equal (sgmq_time_format (due, when), "2028-06-01T09:00:00Z");
     sgmq_config_destroy (&config);
     free (text);
 }
@@ -561,6 +601,8 @@ test_config_rejects_bad_files_with_their_line (void **state)
         { "limits\n    window = 0\n", "limits/window must be from 1", 2 },
         { "limits\n    window = ten\n", "limits/window must be a whole number", 2 },
         { "limits\n    heartbeat = \"2wd\"\n", "limits/heartbeat cannot be in working days", 2 },
+        { "deadlines\n    checkpoint = \"1y\"\n", "deadlines/checkpoint cannot be in years", 2 },
+        { "deadlines\n    reflection = \"11y\"\n", "deadlines/reflection must be a duration like 30s, 15m, 2h, 14d, 3wd or 1y", 2 },
         { "deadlines\n    ack-by = \"soon\"\n", "deadlines/ack-by must be a duration", 2 },
         { "deadlines\n    ack-by = \"1d\"\n    ack-by = \"2d\"\n", "deadlines/ack-by given twice", 3 },
         { "sgmq\n    log-level = loud\n", "sgmq/log-level must be one of", 2 },
@@ -617,7 +659,13 @@ test_config_rules_and_durations (void **state)
     assert_true (d.working_days);
     assert_int_equal (sgmq_config_parse_duration ("0s", &d), -1);
     assert_int_equal (sgmq_config_parse_duration ("-1s", &d), -1);
-    assert_int_equal (sgmq_config_parse_duration ("1y", &d), -1);
+    assert_int_equal (sgmq_config_parse_duration ("1y", &d), 0);
+    assert_true (d.years && !d.working_days);
+    assert_int_equal (d.amount, 1);
+    assert_int_equal (sgmq_config_parse_duration ("10y", &d), 0);
+    assert_int_equal (sgmq_config_parse_duration ("11y", &d), -1);
+    assert_int_equal (sgmq_config_parse_duration ("0y", &d), -1);
+    assert_int_equal (sgmq_config_parse_duration ("1yr", &d), -1);
     assert_int_equal (sgmq_config_parse_duration ("99999999999999999999d", &d), -1);
 }
 
@@ -662,6 +710,7 @@ main (void)
         cmocka_unit_test (test_zpl_writes_what_zconfig_reads),
         cmocka_unit_test (test_time_parses_and_formats_utc),
         cmocka_unit_test (test_time_counts_working_days),
+        cmocka_unit_test (test_time_adds_calendar_years),
         cmocka_unit_test (test_keyfiles_are_private_and_checked),
         cmocka_unit_test (test_secrets_leave_no_copy_in_the_heap),
         cmocka_unit_test (test_cert_round_trip_in_zcert_format),
