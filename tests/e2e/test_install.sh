@@ -61,6 +61,13 @@ export PKG_CONFIG_PATH=$libdir/pkgconfig
 for header in sgmq_client.h sgmq_proto.h; do
     [[ -f $prefix/include/$header ]] || fail "$header not installed"
 done
+# Everything under the prefix, the systemd unit too (it once went to the
+# configure-time prefix whatever --prefix said).
+[[ -f $prefix/lib/systemd/system/sgmq-broker.service ]] \
+    || fail "sgmq-broker.service not installed under $prefix"
+outside=$(grep -E '^-- (Installing|Up-to-date): ' "$tmp/install.log" \
+          | grep -v -- " $prefix/" || true)
+[[ -z $outside ]] || fail "installed outside --prefix: $outside"
 [[ -L $libdir/libsgmq.so && -L $libdir/libsgmq.so.0 ]] \
     || fail "libsgmq.so and libsgmq.so.0 should be symlinks"
 [[ $(readlink "$libdir/libsgmq.so") == libsgmq.so.0 ]] \
