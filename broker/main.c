@@ -29,9 +29,10 @@ s_usage (FILE *out)
         "Runs the sgmq broker of the deployment that DIR/sgmq.cfg describes\n"
         "(make one with `sgmq init DIR`). --check-config checks the config,\n"
         "certificates, key files and store, then exits (0: all good).\n"
-        "--backup copies the store, compacted and consistent, into DEST (new\n"
-        "or empty; made mode 0700) while the broker runs or not, and says how\n"
-        "to restore it. The keys and certificates are not in the copy.\n"
+        "--backup copies the store, compacted and consistent, into DEST (new,\n"
+        "made mode 0700 in a folder that exists, or empty) while the broker\n"
+        "runs or not, and says how to restore it. The keys and certificates\n"
+        "are not in the copy (data.mdb is mode 0600).\n"
         "Stops cleanly on SIGINT or SIGTERM.\n");
 }
 
@@ -55,7 +56,9 @@ s_backup (const char *config_path, const char *dest)
     bool created = mkdir (dest, 0700) == 0;
     if (!created && errno != EEXIST) {
         fprintf (stderr, "sgmq-broker: %s: cannot create the backup "
-                 "directory: %s\n", dest, strerror (errno));
+                 "directory: %s%s\n", dest, strerror (errno),
+                 errno == ENOENT ? " (create the folder it goes in first, "
+                 "e.g. install -d -m 0700 PARENT)" : "");
         goto out_destroy;
     }
     char store_why [SGMQ_CONFIG_ERROR_SIZE];
