@@ -72,9 +72,19 @@ s_usage_error (const char *command, const char *format, ...)
     va_start (args, format);
     fprintf (stderr, "sgmq%s%s: ", command ? " " : "", command ? command : "");
     vfprintf (stderr, format, args);
-    fprintf (stderr, "\n(see: sgmq %s --help)\n", command ? command : "help");
+    if (command)
+        fprintf (stderr, "\n(see: sgmq %s --help)\n", command);
+    else
+        fprintf (stderr, "\n(see: sgmq --help)\n");
     va_end (args);
     return SGMQ_EXIT_USAGE;
+}
+
+//  "a" or "an" before a kind's name ("an escalation").
+static const char *
+s_article (const char *word)
+{
+    return strchr ("aeiou", word [0]) && word [0] ? "an" : "a";
 }
 
 static const s_opt_t *
@@ -490,7 +500,8 @@ s_body_from_json (sgmq_body_t *body, const sgmq_json_t *doc, s_lists_t *lists,
         while (fields [f].key && strcmp (fields [f].key, key))
             f++;
         if (!fields [f].key || !fields [f].publishable)
-            return s_usage_error (command, "unknown key \"%s\" for a %s", key,
+            return s_usage_error (command, "unknown key \"%s\" for %s %s", key,
+                                  s_article (sgmq_proto_kind_name (body->kind)),
                                   sgmq_proto_kind_name (body->kind));
         const s_field_t *field = &fields [f];
         if (field->type == F_LIST || field->type == F_GROUPS) {
@@ -1198,7 +1209,8 @@ s_publish (s_args_t *args)
         bool own = strcmp (opt, "file") == 0 || strcmp (opt, "ref") == 0
                 || strcmp (opt, "json") == 0 || s_find_opt (s_client_opts, opt, strlen (opt));
         if (!fields [f].key && !own)
-            rc = s_usage_error ("publish", "--%s is not a field of a %s", opt, kind_name);
+            rc = s_usage_error ("publish", "--%s is not a field of %s %s", opt,
+                                s_article (kind_name), kind_name);
         else
         if (fields [f].key) {
             char shown [48];
@@ -1216,7 +1228,8 @@ s_publish (s_args_t *args)
         char flag [64];
         s_flag_name (field, flag, sizeof flag);
         rc = check.code == SGMQ_E_MISSING_FIELD
-           ? s_usage_error ("publish", "--%s is required for a %s", flag, kind_name)
+           ? s_usage_error ("publish", "--%s is required for %s %s", flag,
+                            s_article (kind_name), kind_name)
            : s_usage_error ("publish", "--%s: %s", flag, check.reason);
     }
     if (rc == 0 && ref && (!*ref || strlen (ref) > SGMQ_PROTO_MAX_NAME))
@@ -1737,6 +1750,10 @@ s_verify (s_args_t *args)
         else
         if (report.reason [0])
             printf ("%s\n", report.reason);
+        else
+        if (!pub_path)
+            printf ("signed checkpoint not checked: give --signing-pub (or "
+                    "SGMQ_SIGNING_PUB) to check it\n");
     }
     else
         printf ("BROKEN at %llu: %s\n", (unsigned long long) report.bad_seq, report.reason);
@@ -1824,10 +1841,13 @@ s_tracker (s_args_t *args)
         rc = SGMQ_EXIT_FAILED;
     if (rc == 0 && csv && s_write_report (csv, tracker, sgmq_tracker_write_csv))
         rc = SGMQ_EXIT_FAILED;
+    size_t escalations = sgmq_tracker_escalations (tracker);
+    size_t learning = sgmq_tracker_learning (tracker);
     if (rc == 0)
-        printf ("Escalation Tracker: %zu escalations, %zu learning alerts\n"
-                "written to %s%s%s\n", sgmq_tracker_escalations (tracker),
-                sgmq_tracker_learning (tracker), out, csv ? " and " : "", csv ? csv : "");
+        printf ("Escalation Tracker: %zu escalation%s, %zu learning alert%s\n"
+                "written to %s%s%s\n", escalations, escalations == 1 ? "" : "s",
+                learning, learning == 1 ? "" : "s", out, csv ? " and " : "",
+                csv ? csv : "");
     sgmq_tracker_destroy (&tracker);
     return rc;
 }
@@ -1858,15 +1878,17 @@ static const s_command_t s_commands [] = {
       "                    --groups G[,G] [--session-by TIME] [--reflection-by TIME]\n"
       "       sgmq publish learning-update --alert SEQ --held session|reflection [--on TIME]\n"
       "       sgmq publish KIND --file F|- [--ref REF] [--json]",
-      "Raise an escalation, answer one, or publish learning. Prints the sequence\n"
-      "number once the broker has it on disk. TIME: 2026-12-01T09:00:00Z or 2026-12-01." },
+      "Raise an escalation, answer one, or publish learning.\n"
+      "Prints the sequence number once the broker has it on disk.\n"
+      "TIME: 2026-12-01T09:00:00Z or 2026-12-01." },
     { "listen", s_listen, s_listen_opts, true,
       "listen [--ack] [--json] [--count N] [--timeout SECONDS] [--window N]",
       "Show alerts for your groups as they arrive, the backlog first." },
     { "ack", s_ack, s_no_opts, true, "ack SEQ...", "Acknowledge messages." },
     { "pending", s_pending, s_pending_opts, true, "pending [--overdue] [--all | --mine] [--json]",
-      "What is not yet acknowledged: yours; everyone's (--all); or who has and has\n"
-      "not acknowledged what you published (--mine)." },
+      "What is not yet acknowledged, and by whom.\n"
+      "Yours; everyone's (--all); or who has and has not acknowledged what you\n"
+      "published (--mine)." },
     { "replay", s_replay, s_replay_opts, true,
       "replay [--from SEQ] [--to SEQ] [--since T] [--until T] [--group G] [--kind K] "
       "[--format jsonl|csv]",
@@ -1875,9 +1897,9 @@ static const s_command_t s_commands [] = {
       "Auditors: recompute the audit chain through a replay (exit 0 if intact)." },
     { "tracker", s_tracker, s_tracker_opts, true,
       "tracker [--since T] [--until T] --out report.html [--csv report.csv]",
-      "The Escalation Tracker for the papers of an Executive meeting: escalations,\n"
-      "responses and learning in the period, as a printable HTML page (and CSV).\n"
-      "For Executive members, auditors and admins." },
+      "The Escalation Tracker for the papers of an Executive meeting.\n"
+      "Escalations, responses and learning in the period, as a printable HTML\n"
+      "page (and CSV). For Executive members, auditors and admins." },
     { "help", s_help, s_no_opts, false, "help [COMMAND]", "Show help." },
     { NULL, NULL, NULL, false, NULL, NULL }
 };
@@ -1923,6 +1945,7 @@ s_help (s_args_t *args)
             "sgmq: escalations and learning alerts for a Safeguarding Children\n"
             "Partnership, over a secure, durable, acknowledged message broker.\n\n"
             "commands:\n");
+    //  Each command's first line of `about` is a whole sentence.
     for (const s_command_t *c = s_commands; c->name; c++) {
         const char *newline = strchr (c->about, '\n');
         printf ("  %-10s %.*s\n", c->name,

@@ -226,7 +226,8 @@ s_await_handshake (sgmq_client_t *self, sgmq_error_t *error)
             return 0;
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
             return s_fail (error, SGMQ_E_NOT_AUTHORISED, NULL, "not authorised: "
-                           "the broker at %s does not admit this key (status %u)",
+                           "the broker at %s does not admit this key (ZAP status "
+                           "%u): ask its operator to admit your public cert",
                            self->broker, value);
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
             return s_fail (error, SGMQ_CLIENT_E_UNREACHABLE, NULL, "the CURVE "

@@ -159,6 +159,13 @@ test_help_and_usage_errors (void **state)
                  "--severity", "high"));
     assert_non_null (strstr (err, "not a field of a response"));
     free (err);
+    free (s_cli (f, f->police, NULL, SGMQ_EXIT_USAGE, &err, "publish", "escalation",
+                 "--group", "exploitation", "--severity", "high"));
+    assert_non_null (strstr (err, "is required for an escalation"));
+    free (err);
+    free (s_cli (f, f->police, NULL, SGMQ_EXIT_USAGE, &err, "nosuch"));
+    assert_non_null (strstr (err, "(see: sgmq --help)"));
+    free (err);
     free (s_cli (f, f->police, NULL, SGMQ_EXIT_USAGE, &err, "publish", "reminder"));
     assert_non_null (strstr (err, "only from the broker"));
     free (err);
@@ -349,6 +356,8 @@ test_replay_and_verify (void **state)
     s_publish_escalation (f, "medium", "Three");
     out = s_cli (f, f->auditor, NULL, 0, NULL, "verify", "--expect", expect);
     assert_non_null (strstr (out, "intact: 3 messages"));
+    //  Without --signing-pub, it says what it did not check.
+    assert_non_null (strstr (out, "signed checkpoint not checked: give --signing-pub"));
     free (out);
     char wrong [128];
     snprintf (wrong, sizeof wrong, "%s", expect);
@@ -497,7 +506,7 @@ test_tracker_figures_on_a_known_history (void **state)
     free (err);
     out = s_cli (f, f->exec1, NULL, 0, NULL, "tracker", "--out", html, "--csv", csv,
                  "--since", "2020-01-01");
-    assert_non_null (strstr (out, "3 escalations, 1 learning alerts"));
+    assert_non_null (strstr (out, "3 escalations, 1 learning alert\n"));
     free (out);
 
     char *text = testutil_read_file (csv, NULL);
