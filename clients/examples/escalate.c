@@ -2,7 +2,8 @@
 
     The smallest complete client: connect with the system's own CURVE
     certificate, raise one escalation on behalf of a sub-group (the broker
-    sends it to the Executive and the group), and wait for the confirm,
+    sends it to the Executive's members; the Executive's response goes to
+    the Executive and the sub-group), and wait for the confirm,
     which the broker sends only once the escalation is on disk.
 
     Build it against the installed library (see the Makefile):
