@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,6 +101,10 @@ out_destroy:
 int
 main (int argc, char *argv [])
 {
+    //  No core file, whoever runs us: it would hold the storage and
+    //  signing keys and plaintext bodies (systemd-coredump honours it too).
+    struct rlimit no_core = { 0, 0 };
+    setrlimit (RLIMIT_CORE, &no_core);
     const char *config = NULL;
     const char *backup = NULL;
     bool check = false;

@@ -117,7 +117,7 @@
 //  A learning-update's `on` may be this far ahead of the broker's clock.
 #define S_CLOCK_LEEWAY_MS   (10 * 60 * 1000)
 //  The name and key stamped on messages the broker itself publishes.
-#define S_BROKER_NAME       "sgmq-broker"
+#define S_BROKER_NAME       SGMQ_REGISTRY_BROKER_NAME
 #define S_BROKER_AGENCY     "sgmq"
 //  ZAP (RFC 27): the inproc endpoint libzmq calls, and our domain.
 #define S_ZAP_ENDPOINT      "inproc://zeromq.zap.01"
@@ -326,6 +326,7 @@ struct _sgmq_broker_t {
     sgmq_cert_t *cert;
     sgmq_registry_t *registry;
     uint8_t registry_sig [SGMQ_REGISTRY_SIG_SIZE];
+    int64_t registry_warned;    //  when an unreadable certs dir was last logged
     sgmq_store_t *store;
     int lock;                   //  flock on the data directory
     zsock_t *router;
@@ -815,6 +816,23 @@ s_registry_log_problems (sgmq_registry_t *registry)
                sgmq_registry_problem (registry, i));
 }
 
+//  Same name, agency, roles and groups (either may be NULL: not admitted).
+static bool
+s_principal_same (const sgmq_principal_t *p, const sgmq_principal_t *q)
+{
+    if (!p || !q)
+        return p == q;
+    if (strcmp (sgmq_principal_name (p), sgmq_principal_name (q))
+    ||  strcmp (sgmq_principal_agency (p), sgmq_principal_agency (q))
+    ||  sgmq_principal_roles (p) != sgmq_principal_roles (q)
+    ||  sgmq_principal_group_count (p) != sgmq_principal_group_count (q))
+        return false;
+    for (size_t g = 0; g < sgmq_principal_group_count (p); g++)
+        if (!sgmq_principal_in_group (q, sgmq_principal_group (p, g)))
+            return false;
+    return true;
+}
+
 //  True if two registries admit the same keys as the same principals.
 static bool
 s_registry_same (const sgmq_registry_t *a, const sgmq_registry_t *b)
@@ -824,40 +842,61 @@ s_registry_same (const sgmq_registry_t *a, const sgmq_registry_t *b)
         return false;
     for (size_t i = 0; i < sgmq_registry_size (b); i++) {
         const sgmq_principal_t *p = sgmq_registry_at (b, i);
-        const sgmq_principal_t *q = sgmq_registry_lookup (a, sgmq_principal_key (p));
-        if (!q || strcmp (sgmq_principal_name (p), sgmq_principal_name (q))
-        ||  strcmp (sgmq_principal_agency (p), sgmq_principal_agency (q))
-        ||  sgmq_principal_roles (p) != sgmq_principal_roles (q)
-        ||  sgmq_principal_group_count (p) != sgmq_principal_group_count (q))
+        if (!s_principal_same (p, sgmq_registry_lookup (a, sgmq_principal_key (p))))
             return false;
-        for (size_t g = 0; g < sgmq_principal_group_count (p); g++)
-            if (!sgmq_principal_in_group (q, sgmq_principal_group (p, g)))
-                return false;
     }
     return true;
+}
+
+//  A new registry, or NULL to keep the current one. A certs directory that
+//  is gone admits nobody (revoking everyone must not fail open); one that
+//  cannot be read otherwise (a disk error, too many files) keeps who was
+//  admitted, with a warning at most once a minute.
+static sgmq_registry_t *
+s_registry_reload (sgmq_broker_t *self, const char *dir)
+{
+    uint8_t signature [SGMQ_REGISTRY_SIG_SIZE];
+    char error [512] = "";
+    sgmq_registry_t *registry = NULL;
+    if (sgmq_registry_signature (dir, signature) == 0) {
+        if (memcmp (signature, self->registry_sig, sizeof signature) == 0)
+            return NULL;
+        registry = sgmq_registry_load (dir, sgmq_config_group_ids (self->config),
+                                       sgmq_config_group_count (self->config), error);
+    }
+    struct stat st;
+    if (!registry && (stat (dir, &st) ? errno == ENOENT || errno == ENOTDIR
+                                      : !S_ISDIR (st.st_mode))) {
+        memset (signature, 0, sizeof signature);
+        if (memcmp (signature, self->registry_sig, sizeof signature) == 0)
+            return NULL;                //  already empty for this reason
+        s_log (S_LOG_ERROR, "%s: the certs directory is gone: no principal is "
+               "admitted until it is back", dir);
+        registry = sgmq_registry_new_empty ();
+    }
+    else
+    if (!registry) {
+        if (!self->registry_warned || s_mono () - self->registry_warned >= 60000) {
+            s_log (S_LOG_WARNING, "%s; keeping the current principals",
+                   *error ? error : "cannot read the certs directory");
+            self->registry_warned = s_mono ();
+        }
+        return NULL;
+    }
+    if (registry) {
+        memcpy (self->registry_sig, signature, sizeof signature);
+        self->registry_warned = 0;
+    }
+    return registry;
 }
 
 static void
 s_registry_rescan (sgmq_broker_t *self)
 {
     const char *dir = sgmq_config_str (self->config, SGMQ_OPT_CERTS);
-    uint8_t signature [SGMQ_REGISTRY_SIG_SIZE];
-    if (sgmq_registry_signature (dir, signature)) {
-        s_log (S_LOG_WARNING, "%s: cannot read certs directory; keeping the "
-               "current principals", dir);
+    sgmq_registry_t *registry = s_registry_reload (self, dir);
+    if (!registry)
         return;
-    }
-    if (memcmp (signature, self->registry_sig, sizeof signature) == 0)
-        return;
-    char error [512];
-    sgmq_registry_t *registry = sgmq_registry_load (dir,
-        sgmq_config_group_ids (self->config), sgmq_config_group_count (self->config),
-        error);
-    if (!registry) {
-        s_log (S_LOG_WARNING, "%s; keeping the current principals", error);
-        return;
-    }
-    memcpy (self->registry_sig, signature, sizeof signature);
     if (s_registry_same (self->registry, registry)) {
         //  Files were touched, or aged out of content hashing; nobody changed.
         sgmq_registry_destroy (&registry);
@@ -866,22 +905,27 @@ s_registry_rescan (sgmq_broker_t *self)
     s_registry_log_problems (registry);
     s_log (S_LOG_INFO, "principals reloaded count=%zu rejected=%zu",
            sgmq_registry_size (registry), sgmq_registry_problem_count (registry));
+    //  Sessions whose key is gone, or whose name, agency, roles or groups
+    //  changed, end now: a subscription, replay or report was allowed by
+    //  what the key was when it started. The client starts again under
+    //  what it is now (libsgmq does so by itself).
+    zlistx_t *gone = zlistx_new ();
+    for (s_session_t *session = zhashx_first (self->sessions); session;
+         session = zhashx_next (self->sessions)) {
+        const sgmq_principal_t *was = sgmq_registry_lookup (self->registry, session->key);
+        const sgmq_principal_t *now = sgmq_registry_lookup (registry, session->key);
+        if (!now || !was || !s_principal_same (was, now))
+            zlistx_add_end (gone, session);
+    }
     sgmq_registry_destroy (&self->registry);
     self->registry = registry;
     //  A DELIVER names its sender's agency as the registry has it now.
     for (size_t i = 0; self->recent && i < S_RECENT_SLOTS; i++)
         self->recent [i].attempt = 0;
-    //  Sessions whose key is gone, or whose name changed, end now.
-    zlistx_t *gone = zlistx_new ();
-    for (s_session_t *session = zhashx_first (self->sessions); session;
-         session = zhashx_next (self->sessions)) {
-        const sgmq_principal_t *principal = s_principal (self, session->key);
-        if (!principal || strcmp (sgmq_principal_name (principal), session->name))
-            zlistx_add_end (gone, session);
-    }
     for (s_session_t *session = zlistx_first (gone); session;
          session = zlistx_next (gone))
-        s_session_drop (self, session, "revoked");
+        s_session_drop (self, session, s_principal (self, session->key)
+                                       ? "rights changed" : "revoked");
     zlistx_destroy (&gone);
 }
 

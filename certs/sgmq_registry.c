@@ -230,6 +230,11 @@ s_principal_new (const sgmq_cert_t *cert, const char *path,
                   "without control characters", SGMQ_REGISTRY_MAX_NAME);
         return NULL;
     }
+    if (strcmp (name, SGMQ_REGISTRY_BROKER_NAME) == 0) {
+        snprintf (why, S_ERROR_SIZE, "the name '%s' is the broker's own",
+                  SGMQ_REGISTRY_BROKER_NAME);
+        return NULL;
+    }
     sgmq_principal_t *principal = calloc (1, sizeof *principal);
     if (!principal) {
         snprintf (why, S_ERROR_SIZE, "out of memory");
@@ -405,6 +410,26 @@ s_build_memberships (sgmq_registry_t *self)
     return self->memberships ? 0 : -1;
 }
 
+static sgmq_registry_t *
+s_registry_new (size_t capacity)
+{
+    sgmq_registry_t *self = calloc (1, sizeof *self);
+    if (self) {
+        self->principals = calloc (capacity + 1, sizeof *self->principals);
+        self->by_key = zhashx_new ();
+        self->by_name = zhashx_new ();
+    }
+    if (self && (!self->principals || !self->by_key || !self->by_name))
+        sgmq_registry_destroy (&self);
+    return self;
+}
+
+sgmq_registry_t *
+sgmq_registry_new_empty (void)
+{
+    return s_registry_new (0);
+}
+
 sgmq_registry_t *
 sgmq_registry_load (const char *dir, const char *const *groups,
                     size_t group_count, char *error)
@@ -413,16 +438,10 @@ sgmq_registry_load (const char *dir, const char *const *groups,
     char **files = s_list_dir (dir, &file_count, error);
     if (!files)
         return NULL;
-    sgmq_registry_t *self = calloc (1, sizeof *self);
-    if (self) {
-        self->principals = calloc (file_count + 1, sizeof *self->principals);
-        self->by_key = zhashx_new ();
-        self->by_name = zhashx_new ();
-    }
-    if (!self || !self->principals || !self->by_key || !self->by_name) {
+    sgmq_registry_t *self = s_registry_new (file_count);
+    if (!self) {
         if (error)
             snprintf (error, S_ERROR_SIZE, "%s: out of memory", dir);
-        sgmq_registry_destroy (&self);
         goto out_free_files;
     }
     for (size_t i = 0; i < file_count; i++) {

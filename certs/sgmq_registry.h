@@ -44,6 +44,9 @@ extern "C" {
 //  A certs directory with more files than this is not a partnership's.
 #define SGMQ_REGISTRY_MAX_CERTS   10000
 #define SGMQ_REGISTRY_SIG_SIZE    32
+//  The name on messages the broker publishes itself (reminders): no
+//  principal may have it, or it would pass for the broker.
+#define SGMQ_REGISTRY_BROKER_NAME "sgmq-broker"
 
 typedef struct _sgmq_registry_t sgmq_registry_t;
 typedef struct _sgmq_principal_t sgmq_principal_t;
@@ -56,6 +59,11 @@ typedef struct _sgmq_principal_t sgmq_principal_t;
 sgmq_registry_t *
     sgmq_registry_load (const char *dir, const char *const *groups,
                         size_t group_count, char *error);
+
+//  A registry with no principals: what a certs directory that is gone
+//  admits. NULL if out of memory.
+sgmq_registry_t *
+    sgmq_registry_new_empty (void);
 
 void
     sgmq_registry_destroy (sgmq_registry_t **self_p);

@@ -856,6 +856,9 @@ s_cert_new (s_args_t *args)
     if (!sgmq_registry_name_ok (name))
         return s_usage_error ("cert", "--name must be 1 to %d bytes of text without "
                               "control characters", SGMQ_REGISTRY_MAX_NAME);
+    if (strcmp (name, SGMQ_REGISTRY_BROKER_NAME) == 0)
+        return s_usage_error ("cert", "--name %s is the broker's own name",
+                              SGMQ_REGISTRY_BROKER_NAME);
     if (!sgmq_registry_name_ok (agency))
         return s_usage_error ("cert", "--agency must be 1 to %d bytes of text without "
                               "control characters", SGMQ_REGISTRY_MAX_NAME);

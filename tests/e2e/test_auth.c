@@ -65,6 +65,21 @@ test_known_key_gets_its_identity (void **state)
     assert_non_null (strstr (out, "\"roles\":[\"member\"]"));
     assert_non_null (strstr (out, "\"groups\":[\"executive\"]"));
     free (out);
+
+    //  The broker holds keys and bodies: it never writes a core file.
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/limits", (int) f->e2e->pid);
+    size_t size = 0;
+    char *limits = testutil_read_file (path, &size);
+    assert_non_null (limits);
+    char *core = strstr (limits, "Max core file size");
+    assert_non_null (core);
+    unsigned long long soft = 99, hard = 99;
+    assert_int_equal (sscanf (core + strlen ("Max core file size"), " %llu %llu",
+                              &soft, &hard), 2);
+    assert_int_equal (soft, 0);
+    assert_int_equal (hard, 0);
+    free (limits);
 }
 
 static void
@@ -223,6 +238,87 @@ test_removed_cert_is_revoked_within_two_seconds (void **state)
     free (revokee);
 }
 
+//  Keep asking a new connection for its roles until it has (or lacks)
+//  `role` within `ms`.
+static bool
+s_role_becomes (e2e_t *e2e, const char *cert, const char *role, bool has, int ms)
+{
+    int64_t deadline = testutil_now_ms () + testutil_ms (ms);
+    while (testutil_now_ms () < deadline) {
+        sgmq_client_t *client = e2e_connect (e2e, cert);
+        bool found = sgmq_client_has_role (client, role);
+        sgmq_client_destroy (&client);
+        if (found == has)
+            return true;
+    }
+    return false;
+}
+
+//  A cert rewritten in place, same key, without the member role: the
+//  subscription it opened ends at once. (A second review found it went on
+//  delivering the deliveries stored for it before, one per ack.)
+static void
+test_rights_removed_in_place_end_the_session (void **state)
+{
+    s_fixture_t *f = *state;
+    char *member = e2e_principal (f->e2e, "demoted.cert", "Executive member (police)",
+                                  "Metropolitan Police", "member", "executive");
+    assert_true (s_becomes (f->e2e, member, true, 2000));
+    sgmq_client_t *open = e2e_connect (f->e2e, member);
+    sgmq_client_t *police = e2e_connect (f->e2e, f->police);
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_subscribe (open, 1, NULL, &error), 0);
+    uint64_t first = e2e_escalate (police, "exploitation", "First");
+    e2e_escalate (police, "exploitation", "Second");
+    assert_int_equal (e2e_recv (open, 5000)->seq, first);
+
+    char admitted [1024];
+    snprintf (admitted, sizeof admitted, "%s/certs/demoted.cert", f->e2e->dir);
+    size_t size = 0;
+    char *text = testutil_read_file (admitted, &size);
+    char *roles = strstr (text, "roles = \"member\"");
+    assert_non_null (roles);
+    memcpy (roles, "roles = \"admin\" ", 16);
+    assert_int_equal (testutil_write_file (admitted, text, size), 0);
+    free (text);
+    assert_true (s_role_becomes (f->e2e, member, "member", false, 2000));
+
+    //  The ack frees the window (window 1): the old session would be sent
+    //  the second escalation in the same turn.
+    (void) sgmq_client_ack (open, first, NULL, &error);
+    const sgmq_delivery_t *d = NULL;
+    if (sgmq_client_recv (open, (int) testutil_ms (1000), &d, &error) == 0)
+        fail_msg ("seq %llu delivered after the member role was removed",
+                  (unsigned long long) d->seq);
+    sgmq_client_destroy (&open);
+    sgmq_client_destroy (&police);
+    free (member);
+}
+
+//  Moving the certs directory away revokes everyone (it kept the old
+//  principals before); putting it back admits them again.
+static void
+test_certs_directory_gone_admits_nobody (void **state)
+{
+    s_fixture_t *f = *state;
+    assert_true (s_becomes (f->e2e, f->police, true, 2000));
+    sgmq_client_t *open = e2e_connect (f->e2e, f->police);
+    char certs [1024], moved [1024];
+    snprintf (certs, sizeof certs, "%s/certs", f->e2e->dir);
+    snprintf (moved, sizeof moved, "%s/certs.away", f->e2e->dir);
+    assert_int_equal (rename (certs, moved), 0);
+    assert_true (s_becomes (f->e2e, f->police, false, 2000));
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_ping (open, &error), -1);
+    assert_int_equal (error.code, SGMQ_E_NOT_AUTHORISED);
+    sgmq_client_destroy (&open);
+    char *log = e2e_log (f->e2e);
+    assert_non_null (strstr (log, "the certs directory is gone"));
+    free (log);
+    assert_int_equal (rename (moved, certs), 0);
+    assert_true (s_becomes (f->e2e, f->police, true, 2000));
+}
+
 static void
 test_cert_replaced_in_place_takes_effect (void **state)
 {
@@ -378,6 +474,8 @@ main (void)
         cmocka_unit_test (test_null_and_plain_clients_are_refused),
         cmocka_unit_test (test_client_metadata_changes_nothing),
         cmocka_unit_test (test_removed_cert_is_revoked_within_two_seconds),
+        cmocka_unit_test (test_rights_removed_in_place_end_the_session),
+        cmocka_unit_test (test_certs_directory_gone_admits_nobody),
         cmocka_unit_test (test_cert_replaced_in_place_takes_effect),
         cmocka_unit_test (test_oversized_frame_does_not_stop_the_broker),
     };

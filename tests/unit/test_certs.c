@@ -465,6 +465,8 @@ test_registry_loads_good_and_rejects_bad (void **state)
     assert_int_equal (testutil_write_file (bad_key, text, strlen (text)), 0);
     snprintf (bad_key, sizeof bad_key, "%s/j-leaked.cert_secret", dir);
     assert_int_equal (testutil_write_file (bad_key, "x", 1), 0);
+    //  The broker's own name would let a principal pass for the broker.
+    s_make_cert (dir, "k-broker.cert", "sgmq-broker", "X", "publisher", NULL);
 
     char error [512];
     sgmq_registry_t *registry = sgmq_registry_load (dir, s_groups, 3, error);
@@ -478,7 +480,8 @@ test_registry_loads_good_and_rejects_bad (void **state)
     assert_true (s_problem_mentions (registry, "g-clash.cert", "already belongs"));
     assert_true (s_problem_mentions (registry, "i-badkey.cert", "Z85"));
     assert_true (s_problem_mentions (registry, "j-leaked.cert_secret", "secret"));
-    assert_int_equal (sgmq_registry_problem_count (registry), 7);
+    assert_true (s_problem_mentions (registry, "k-broker.cert", "the broker's own"));
+    assert_int_equal (sgmq_registry_problem_count (registry), 8);
 
     const sgmq_principal_t *police = sgmq_registry_find (registry, "Police case system");
     assert_non_null (police);
@@ -498,6 +501,13 @@ test_registry_loads_good_and_rejects_bad (void **state)
     sgmq_registry_destroy (&registry);
     assert_null (sgmq_registry_load ("/nonexistent", s_groups, 3, error));
     assert_non_null (strstr (error, "/nonexistent"));
+    registry = sgmq_registry_new_empty ();
+    assert_non_null (registry);
+    assert_int_equal (sgmq_registry_size (registry), 0);
+    assert_null (sgmq_registry_lookup (registry, "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"));
+    sgmq_registry_members (registry, "executive", &count);
+    assert_int_equal (count, 0);
+    sgmq_registry_destroy (&registry);
     free (dir);
 }
 
