@@ -877,8 +877,15 @@ s_registry_reload (sgmq_broker_t *self, const char *dir)
     else
     if (!registry) {
         if (!self->registry_warned || s_mono () - self->registry_warned >= 60000) {
-            s_log (S_LOG_WARNING, "%s; keeping the current principals",
-                   *error ? error : "cannot read the certs directory");
+            if (!*error) {
+                //  The signature failed before any load: a load names why.
+                sgmq_registry_t *probe = sgmq_registry_load (dir, NULL, 0, error);
+                sgmq_registry_destroy (&probe);
+            }
+            if (!*error)
+                snprintf (error, sizeof error, "%s: cannot read the certs "
+                          "directory", dir);
+            s_log (S_LOG_WARNING, "%s; keeping the current principals", error);
             self->registry_warned = s_mono ();
         }
         return NULL;
@@ -3397,7 +3404,9 @@ s_deployment_open (s_deployment_t *d, const char *config_path, bool check,
     }
     sgmq_store_options_t options = {
         .storage_key = storage_key, .key_id = key_id, .signing_key = signing_key,
-        .map_size_max = (size_t) sgmq_config_int (d->config, SGMQ_OPT_MAP_SIZE_MAX)
+        .map_size_max = (size_t) sgmq_config_int (d->config, SGMQ_OPT_MAP_SIZE_MAX),
+        //  A check leaves an older build's store as it found it.
+        .keep_format = check
     };
     int rc = 0;
     d->store = sgmq_store_open (data, &options, &rc, why, sizeof why);

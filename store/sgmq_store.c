@@ -298,6 +298,8 @@ struct _sgmq_store_t {
     bool can_sign;
     size_t map_size_max;
     uint32_t checkpoint_every;
+    bool keep_format;                   //  options->keep_format
+    uint32_t format;                    //  as marked on disk
     int broken;                         //  0, or the error that broke it
     bool in_write;                      //  inside sgmq_store_write's fn
     uint32_t live_reads;                //  read txns not yet ended
@@ -1489,14 +1491,16 @@ s_env_init_txn (sgmq_store_t *self, char *why, size_t why_size)
                 goto out_abort;
         }
     }
-    if (!rc && (fresh || stored_format != SGMQ_STORE_FORMAT)) {
+    if (!rc && (fresh || (stored_format != SGMQ_STORE_FORMAT && !self->keep_format))) {
         //  New records will be of this build's format: mark the store so,
         //  which keeps an older build from misreading them.
         uint8_t format [4];
         s_be32 (format, SGMQ_STORE_FORMAT);
         rc = s_put_raw (txn, self->dbi [S_DB_META], s_meta_format, format,
                         sizeof format);
+        stored_format = SGMQ_STORE_FORMAT;
     }
+    self->format = stored_format;
     if (!rc) {
         rc = mdb_txn_commit (txn);
         txn = NULL;
@@ -1790,6 +1794,7 @@ sgmq_store_open (const char *dir, const sgmq_store_options_t *options,
     self->checkpoint_every = options->checkpoint_every
                            ? options->checkpoint_every
                            : SGMQ_STORE_CHECKPOINT_EVERY;
+    self->keep_format = options->keep_format;
     self->nonce_at = S_NONCE_POOL;      //  empty: fill on first use
     self->wtxn->store = self;
     self->wtxn->write = true;
@@ -2207,6 +2212,8 @@ sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
     int rc = s_writable (txn);
     if (rc)
         return rc;
+    if (txn->store->format != SGMQ_STORE_FORMAT)
+        return SGMQ_STORE_E_VERSION;    //  opened with keep_format
     size_t size;
     rc = s_msg_validate (txn, msg, &size);
     if (rc)

@@ -109,6 +109,10 @@ typedef struct {
     size_t map_size;                    //  0: SGMQ_STORE_MAP_INITIAL
     size_t map_size_max;                //  0: SGMQ_STORE_MAP_MAX
     uint32_t checkpoint_every;          //  0: SGMQ_STORE_CHECKPOINT_EVERY
+    //  Leave a format 1 store marked 1 (a check that must not change what
+    //  an older build can read); appends to it then fail with
+    //  SGMQ_STORE_E_VERSION.
+    bool keep_format;
 } sgmq_store_options_t;
 
 //  Open (creating if needed) the store in directory `dir` (which must

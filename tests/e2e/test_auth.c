@@ -7,8 +7,10 @@
 #include "e2e.h"
 #include "sgmq_cert.h"
 #include "sgmq_proto.h"
+#include "sgmq_registry.h"
 
 #include <czmq.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -319,6 +321,39 @@ test_certs_directory_gone_admits_nobody (void **state)
     assert_true (s_becomes (f->e2e, f->police, true, 2000));
 }
 
+//  A certs directory that cannot be read for another reason (here: more
+//  files than a partnership has) keeps who was admitted, and the warning
+//  says which directory and why.
+static void
+test_unreadable_certs_keep_the_principals (void **state)
+{
+    s_fixture_t *f = *state;
+    char certs [1024], path [1100];
+    snprintf (certs, sizeof certs, "%s/certs", f->e2e->dir);
+    for (int i = 0; i <= SGMQ_REGISTRY_MAX_CERTS; i++) {
+        snprintf (path, sizeof path, "%s/filler-%05d", certs, i);
+        int fd = open (path, O_CREAT | O_WRONLY, 0600);
+        assert_true (fd >= 0);
+        close (fd);
+    }
+    int64_t deadline = testutil_now_ms () + testutil_ms (5000);
+    bool warned = false;
+    while (!warned && testutil_now_ms () < deadline) {
+        char *log = e2e_log (f->e2e);
+        warned = strstr (log, "more than 10000 files; keeping the current principals")
+              && strstr (log, certs);
+        free (log);
+        if (!warned)
+            usleep (20000);             //  polling the log, bounded above
+    }
+    assert_true (warned);
+    assert_true (s_becomes (f->e2e, f->police, true, 2000));
+    for (int i = 0; i <= SGMQ_REGISTRY_MAX_CERTS; i++) {
+        snprintf (path, sizeof path, "%s/filler-%05d", certs, i);
+        assert_int_equal (unlink (path), 0);
+    }
+}
+
 static void
 test_cert_replaced_in_place_takes_effect (void **state)
 {
@@ -476,6 +511,7 @@ main (void)
         cmocka_unit_test (test_removed_cert_is_revoked_within_two_seconds),
         cmocka_unit_test (test_rights_removed_in_place_end_the_session),
         cmocka_unit_test (test_certs_directory_gone_admits_nobody),
+        cmocka_unit_test (test_unreadable_certs_keep_the_principals),
         cmocka_unit_test (test_cert_replaced_in_place_takes_effect),
         cmocka_unit_test (test_oversized_frame_does_not_stop_the_broker),
     };

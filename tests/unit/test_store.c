@@ -2249,6 +2249,17 @@ test_recipients_bound (void **state)
     assert_null (sgmq_store_open (fx->dir, &other, &rc, why, sizeof why));
     assert_int_equal (rc, SGMQ_STORE_E_KEY);
     assert_int_equal (s_raw_format (fx->dir, 0), 1);
+    //  A check (keep_format) reads it and leaves it format 1, refusing to
+    //  add version 2 records to it.
+    sgmq_store_options_t keep = fx->opts;
+    keep.keep_format = true;
+    fx->store = s_open (fx->dir, &keep);
+    s_verify_ok (fx->store);
+    sgmq_store_msg_t extra = s_msg ("not into a format 1 store");
+    sgmq_store_appended_t appended;
+    CHECK_RC (s_append_batch (fx->store, &extra, 1, &appended), SGMQ_STORE_E_VERSION);
+    sgmq_store_close (&fx->store);
+    assert_int_equal (s_raw_format (fx->dir, 0), 1);
     fx->store = s_open (fx->dir, &fx->opts);
     s_verify_ok (fx->store);
     sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
