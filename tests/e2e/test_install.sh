@@ -63,8 +63,10 @@ for header in sgmq_client.h sgmq_proto.h; do
 done
 # Everything under the prefix, the systemd unit too (it once went to the
 # configure-time prefix whatever --prefix said).
-[[ -f $prefix/lib/systemd/system/sgmq-broker.service ]] \
-    || fail "sgmq-broker.service not installed under $prefix"
+unit=$prefix/lib/systemd/system/sgmq-broker.service
+[[ -f $unit ]] || fail "sgmq-broker.service not installed under $prefix"
+grep -q "^ExecStart=$prefix/bin/sgmq-broker " "$unit" \
+    || fail "the unit does not start $prefix/bin/sgmq-broker: $(grep '^ExecStart' "$unit")"
 outside=$(grep -E '^-- (Installing|Up-to-date): ' "$tmp/install.log" \
           | grep -v -- " $prefix/" || true)
 [[ -z $outside ]] || fail "installed outside --prefix: $outside"
