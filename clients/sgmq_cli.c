@@ -916,8 +916,9 @@ s_cert_new (s_args_t *args)
         }
     }
     if (rc == 0) {
-        printf ("%s\n  public cert  %s\n  secret cert  %s_secret (mode 0600: give it "
-                "only to %s)\n", sgmq_cert_public_txt (cert), out, out, name);
+        printf ("%s\n  public key   %s\n  public cert  %s\n  secret cert  %s_secret "
+                "(mode 0600: give it only to %s)\n", name, sgmq_cert_public_txt (cert),
+                out, out, name);
         if (admitted)
             printf ("  admitted     %s (the broker picks it up within 2 seconds)\n",
                     admitted);
@@ -952,8 +953,18 @@ s_cert_list (s_args_t *args)
         return SGMQ_EXIT_FAILED;
     }
     bool json = s_has (args, "json");
+    //  Columns as wide as their longest entry (bytes: names are mostly ASCII).
+    int name_width = 4, agency_width = 6;
+    for (size_t i = 0; i < sgmq_registry_size (registry); i++) {
+        const sgmq_principal_t *p = sgmq_registry_at (registry, i);
+        if ((int) strlen (sgmq_principal_name (p)) > name_width)
+            name_width = (int) strlen (sgmq_principal_name (p));
+        if ((int) strlen (sgmq_principal_agency (p)) > agency_width)
+            agency_width = (int) strlen (sgmq_principal_agency (p));
+    }
     if (!json)
-        printf ("%-28s %-24s %-20s %-40s %s\n", "NAME", "AGENCY", "ROLES", "KEY", "GROUPS");
+        printf ("%-*s  %-*s  %-20s %-40s %s\n", name_width, "NAME", agency_width,
+                "AGENCY", "ROLES", "KEY", "GROUPS");
     for (size_t i = 0; i < sgmq_registry_size (registry); i++) {
         const sgmq_principal_t *p = sgmq_registry_at (registry, i);
         char roles [64];
@@ -981,8 +992,8 @@ s_cert_list (s_args_t *args)
             printf ("}\n");
         }
         else {
-            printf ("%-28s %-24s %-20s %-40s ", sgmq_principal_name (p),
-                    sgmq_principal_agency (p), roles, sgmq_principal_key (p));
+            printf ("%-*s  %-*s  %-20s %-40s ", name_width, sgmq_principal_name (p),
+                    agency_width, sgmq_principal_agency (p), roles, sgmq_principal_key (p));
             for (uint32_t g = 0; g < groups.count; g++)
                 printf ("%s%s", g ? "," : "", groups.items [g]);
             printf ("\n");

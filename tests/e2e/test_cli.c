@@ -178,6 +178,15 @@ test_help_and_usage_errors (void **state)
                  "--json", "--", certs);
     assert_non_null (strstr (out, "\"name\":\"Police case system\""));
     free (out);
+    //  As text, each column starts where its heading does, whatever the
+    //  names' lengths.
+    out = s_cli (f, NULL, NULL, 0, NULL, "cert", "list", certs);
+    char *line = strstr (out, "\nRapid Review Working Group chair ");
+    assert_non_null (line);
+    line++;
+    assert_int_equal (strstr (line, "Local Authority") - line,
+                      strstr (out, "AGENCY") - out);
+    free (out);
     s_fixture_destroy (&f);
 }
 
