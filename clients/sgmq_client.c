@@ -151,6 +151,16 @@ sgmq_error_refused (const sgmq_error_t *error)
     return error->code >= 400 && error->code < 600;
 }
 
+//  A reconnect that failed this way will fail again: the key is not
+//  admitted, the cert is unusable, or the key may no longer subscribe
+//  (its roles or groups changed; the broker ended its session for that).
+static bool
+s_final (const sgmq_error_t *error)
+{
+    return error->code == SGMQ_E_NOT_AUTHORISED || error->code == SGMQ_E_FORBIDDEN
+        || error->code == SGMQ_CLIENT_E_CERT;
+}
+
 //  An ERROR command as an sgmq_error_t.
 static int
 s_fail_cmd (sgmq_error_t *error, const sgmq_cmd_t *cmd)
@@ -830,8 +840,7 @@ s_recover (sgmq_client_t *self, sgmq_error_t *error)
     for (int attempt = 1; ; attempt++) {
         if (s_connect (self, error) == 0)
             return 0;
-        if (error->code == SGMQ_E_NOT_AUTHORISED || error->code == SGMQ_CLIENT_E_CERT
-        ||  attempt == S_PUBLISH_TRIES)
+        if (s_final (error) || attempt == S_PUBLISH_TRIES)
             return -1;
     }
 }
@@ -1009,8 +1018,7 @@ sgmq_client_recv (sgmq_client_t *self, int timeout, const sgmq_delivery_t **deli
             sgmq_error_t connect_error;
             if (s_connect (self, &connect_error)) {
                 s_disconnect (self);
-                if (connect_error.code == SGMQ_E_NOT_AUTHORISED
-                ||  connect_error.code == SGMQ_CLIENT_E_CERT) {
+                if (s_final (&connect_error)) {
                     if (error)
                         *error = connect_error;
                     return -1;

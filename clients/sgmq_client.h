@@ -166,7 +166,10 @@ int
 //  another error. Keeps the session alive (pings) and reconnects while it
 //  waits; reconnecting may block past `timeout`, as for _publish_wait (a
 //  handshake, HELLO and SUBSCRIBE of up to the client's timeout each),
-//  since a budget shorter than a handshake would never reconnect.
+//  since a budget shorter than a handshake would never reconnect. A
+//  reconnect refused for good ends the wait: SGMQ_E_NOT_AUTHORISED (the
+//  key was revoked) or SGMQ_E_FORBIDDEN (its cert no longer makes it a
+//  member: the broker ends a key's sessions when its rights change).
 int
     sgmq_client_recv (sgmq_client_t *self, int timeout,
                       const sgmq_delivery_t **delivery, sgmq_error_t *error);

@@ -286,12 +286,16 @@ test_rights_removed_in_place_end_the_session (void **state)
     assert_true (s_role_becomes (f->e2e, member, "member", false, 2000));
 
     //  The ack frees the window (window 1): the old session would be sent
-    //  the second escalation in the same turn.
+    //  the second escalation in the same turn. The session is gone; the
+    //  client, starting again, is refused the subscription and says so
+    //  (it used to retry in silence, a new session every heartbeat).
     (void) sgmq_client_ack (open, first, NULL, &error);
     const sgmq_delivery_t *d = NULL;
-    if (sgmq_client_recv (open, (int) testutil_ms (1000), &d, &error) == 0)
+    if (sgmq_client_recv (open, (int) testutil_ms (2000), &d, &error) == 0)
         fail_msg ("seq %llu delivered after the member role was removed",
                   (unsigned long long) d->seq);
+    assert_int_equal (error.code, SGMQ_E_FORBIDDEN);
+    assert_non_null (strstr (error.reason, "subscribe-members"));
     sgmq_client_destroy (&open);
     sgmq_client_destroy (&police);
     free (member);
