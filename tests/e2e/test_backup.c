@@ -345,11 +345,61 @@ test_backup_under_load_restores (void **state)
     free (auditor_cert);
 }
 
+//  Set every "format" record in a data file to `from` -> `to` (LMDB has
+//  no page checksums, so an older build's store is one byte away); the
+//  number of records changed.
+static int
+s_set_format (const char *file, uint8_t from, uint8_t to)
+{
+    size_t size = 0;
+    char *data = testutil_read_file (file, &size);
+    assert_non_null (data);
+    const char key [] = "format\0\0\0";
+    int changed = 0;
+    for (char *at = data; (at = memmem (at, size - (size_t) (at - data), key,
+                                         sizeof key - 1)); at++)
+        if ((uint8_t) at [sizeof key - 1] == from) {
+            at [sizeof key - 1] = (char) to;
+            changed++;
+        }
+    assert_int_equal (testutil_write_file (file, data, size), 0);
+    free (data);
+    return changed;
+}
+
+//  A store an older build left (format 1): this build's --check-config
+//  leaves it so, since the check must not lock the older build out; the
+//  first start marks it 2 (a second review found the check marked it).
+static void
+test_check_leaves_an_older_store_as_it_is (void **state)
+{
+    (void) state;
+    e2e_t *e2e = e2e_new ("format", NULL);
+    assert_int_equal (e2e_start (e2e, NULL), 0);
+    assert_int_equal (e2e_stop (e2e), 0);
+    char *data = s_path (e2e->dir, "data");
+    char *file = s_path (data, "data.mdb");
+    assert_true (s_set_format (file, 2, 1) >= 1);
+    char *out = NULL, *err = NULL;
+    assert_int_equal (s_broker (&out, &err, "--config", e2e->config, "--check-config",
+                                NULL, NULL), 0);
+    free (out);
+    free (err);
+    assert_int_equal (s_set_format (file, 2, 2), 0);       //  none says 2
+    assert_int_equal (e2e_start (e2e, NULL), 0);
+    assert_int_equal (e2e_stop (e2e), 0);
+    assert_true (s_set_format (file, 2, 2) >= 1);          //  marked now
+    free (file);
+    free (data);
+    e2e_destroy (&e2e);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_backup_under_load_restores),
+        cmocka_unit_test (test_check_leaves_an_older_store_as_it_is),
     };
     if (sodium_init () < 0)
         return 1;
