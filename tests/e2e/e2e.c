@@ -725,6 +725,14 @@ e2e_quiet (sgmq_client_t *client, int ms)
         && error.code == SGMQ_CLIENT_E_TIMEOUT;
 }
 
+int
+e2e_count_item (const sgmq_pending_item_t *item, void *arg)
+{
+    (void) item;
+    (*(size_t *) arg)++;
+    return 0;
+}
+
 long
 e2e_cpu_ticks (pid_t pid)
 {

@@ -139,6 +139,11 @@ const sgmq_delivery_t *
 bool
     e2e_quiet (sgmq_client_t *client, int ms);
 
+//  A sgmq_client_pending callback that counts the items into the size_t
+//  at `arg`.
+int
+    e2e_count_item (const sgmq_pending_item_t *item, void *arg);
+
 //  What a publisher was told: the client reference confirmed at each seq
 //  and the references refused. A seq confirmed twice fails the test: it
 //  would be two publishes stored as one.

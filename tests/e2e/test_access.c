@@ -295,14 +295,6 @@ s_teardown (void **state)
 //  --------------------------------------------------------------------------
 //  The access table
 
-static int
-s_count_item (const sgmq_pending_item_t *item, void *arg)
-{
-    (void) item;
-    (*(size_t *) arg)++;
-    return 0;
-}
-
 //  Run command `c` as principal `p` on `client`: 0, or the status code
 //  with the reason in `error`.
 static int
@@ -346,7 +338,7 @@ s_run (s_fixture_t *f, int p, int c, sgmq_client_t *client, sgmq_error_t *error)
             sgmq_scope_t scope = c == C_PENDING_MINE ? SGMQ_SCOPE_MINE
                                : c == C_PENDING_PUBLISHED ? SGMQ_SCOPE_PUBLISHED
                                : SGMQ_SCOPE_ALL;
-            return sgmq_client_pending (client, scope, false, s_count_item, &items, error)
+            return sgmq_client_pending (client, scope, false, e2e_count_item, &items, error)
                    ? error->code : 0;
         }
         case C_REPLAY: {
@@ -591,10 +583,10 @@ test_revoked_session_is_closed (void **state)
         sgmq_client_ack (client, before, NULL, &error) ? error.code : 0 };
     size_t items = 0;
     refused [n++] = (s_refused_t) { "pending mine",
-        sgmq_client_pending (client, SGMQ_SCOPE_MINE, false, s_count_item, &items, &error)
+        sgmq_client_pending (client, SGMQ_SCOPE_MINE, false, e2e_count_item, &items, &error)
         ? error.code : 0 };
     refused [n++] = (s_refused_t) { "pending all",
-        sgmq_client_pending (client, SGMQ_SCOPE_ALL, false, s_count_item, &items, &error)
+        sgmq_client_pending (client, SGMQ_SCOPE_ALL, false, e2e_count_item, &items, &error)
         ? error.code : 0 };
     sgmq_replay_t *replay = sgmq_client_replay (client, NULL, &error);
     const sgmq_replay_item_t *item;

@@ -408,14 +408,6 @@ test_pages_lose_nothing (void **state)
 //  --------------------------------------------------------------------------
 //  PENDING's cost
 
-static int
-s_count_item (const sgmq_pending_item_t *item, void *arg)
-{
-    (void) item;
-    (*(size_t *) arg)++;
-    return 0;
-}
-
 static void
 test_pending_work_is_bounded (void **state)
 {
@@ -473,7 +465,7 @@ test_pending_work_is_bounded (void **state)
     s_raw_send (flooder, flood, 64);
     size_t items = 0;
     sgmq_error_t error;
-    assert_int_equal (sgmq_client_pending (client, SGMQ_SCOPE_ALL, false, s_count_item,
+    assert_int_equal (sgmq_client_pending (client, SGMQ_SCOPE_ALL, false, e2e_count_item,
                                            &items, &error), 0);
     assert_int_equal (items, 2 * (size_t) backlog);
     //  One overdue item per Executive member, each after its backlog in
@@ -490,7 +482,7 @@ test_pending_work_is_bounded (void **state)
     assert_int_equal (list.count, 2);
     assert_true (list.short_pages > 0);
     items = 0;
-    assert_int_equal (sgmq_client_pending (client, SGMQ_SCOPE_ALL, true, s_count_item,
+    assert_int_equal (sgmq_client_pending (client, SGMQ_SCOPE_ALL, true, e2e_count_item,
                                            &items, &error), 0);
     assert_int_equal (items, 2);
     s_raw_destroy (&flooder);

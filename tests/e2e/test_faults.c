@@ -303,22 +303,14 @@ s_audit (s_fix_t *f, const e2e_ledger_t *ledger)
     sgmq_client_destroy (&auditor);
 }
 
-static int
-s_count_item (const sgmq_pending_item_t *item, void *arg)
-{
-    (void) item;
-    (*(uint64_t *) arg)++;
-    return 0;
-}
-
 //  The Executive member's pending view: one item per confirmed message.
 static void
 s_expect_pending (s_fix_t *f, uint64_t expected)
 {
     sgmq_client_t *exec = e2e_connect (f->e2e, f->exec);
-    uint64_t count = 0;
+    size_t count = 0;
     sgmq_error_t error;
-    if (sgmq_client_pending (exec, SGMQ_SCOPE_MINE, false, s_count_item, &count, &error))
+    if (sgmq_client_pending (exec, SGMQ_SCOPE_MINE, false, e2e_count_item, &count, &error))
         fail_msg ("pending: %d %s", error.code, error.reason);
     assert_int_equal (count, expected);
     sgmq_client_destroy (&exec);

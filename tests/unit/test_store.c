@@ -315,10 +315,13 @@ s_seq_key (uint8_t *k, uint64_t seq)
         k [i] = (uint8_t) seq;
 }
 
-//  Flip one byte of a stored message record at `offset` (from the end
-//  when negative).
+//  Rewrite record `seq` of database `db`: `edit` changes a copy of its
+//  bytes in place.
+typedef void (s_edit_fn) (uint8_t *rec, size_t size, uint64_t seq, const void *arg);
+
 static void
-s_raw_flip (const char *dir, const char *db, uint64_t seq, long offset)
+s_raw_edit (const char *dir, const char *db, uint64_t seq, s_edit_fn *edit,
+            const void *arg)
 {
     raw_t raw;
     s_raw_open (&raw, dir);
@@ -329,13 +332,29 @@ s_raw_flip (const char *dir, const char *db, uint64_t seq, long offset)
     assert_int_equal (mdb_get (raw.txn, dbi, &key, &val), 0);
     uint8_t *copy = malloc (val.mv_size);
     memcpy (copy, val.mv_data, val.mv_size);
-    size_t at = offset >= 0 ? (size_t) offset : val.mv_size - (size_t) -offset;
-    assert_true (at < val.mv_size);
-    copy [at] ^= 0x01;
+    edit (copy, val.mv_size, seq, arg);
     MDB_val nval = { val.mv_size, copy };
     assert_int_equal (mdb_put (raw.txn, dbi, &key, &nval, 0), 0);
     free (copy);
     s_raw_close (&raw);
+}
+
+static void
+s_flip_at (uint8_t *rec, size_t size, uint64_t seq, const void *arg)
+{
+    (void) seq;
+    long offset = *(const long *) arg;
+    size_t at = offset >= 0 ? (size_t) offset : size - (size_t) -offset;
+    assert_true (at < size);
+    rec [at] ^= 0x01;
+}
+
+//  Flip one byte of a stored record at `offset` (from the end when
+//  negative).
+static void
+s_raw_flip (const char *dir, const char *db, uint64_t seq, long offset)
+{
+    s_raw_edit (dir, db, seq, s_flip_at, &offset);
 }
 
 static void
@@ -2140,20 +2159,12 @@ s_body_ad_test (uint8_t *ad, int version, uint64_t seq, const uint8_t *rec,
 }
 
 static void
-s_raw_edit_msg (const char *dir, uint64_t seq, rec_edit_t edit)
+s_edit_msg (uint8_t *rec, size_t rec_size, uint64_t seq, const void *arg)
 {
-    raw_t raw;
-    s_raw_open (&raw, dir);
-    MDB_dbi dbi = s_raw_dbi (&raw, "msgs");
-    uint8_t k [8];
-    s_seq_key (k, seq);
-    MDB_val key = { 8, k }, val;
-    assert_int_equal (mdb_get (raw.txn, dbi, &key, &val), 0);
-    uint8_t *rec = malloc (val.mv_size);
-    memcpy (rec, val.mv_data, val.mv_size);
+    rec_edit_t edit = *(const rec_edit_t *) arg;
     assert_int_equal (rec [0], 2);
     size_t at, size;
-    s_rec_recipients (rec, val.mv_size, &at, &size);
+    s_rec_recipients (rec, rec_size, &at, &size);
     if (edit == EDIT_RECIPIENT)
         rec [at + 4 + 2] ^= 0x01;
     else
@@ -2162,7 +2173,7 @@ s_raw_edit_msg (const char *dir, uint64_t seq, rec_edit_t edit)
         const size_t npub = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
         uint8_t *nonce = rec + at + size + 4;
         uint8_t *sealed = nonce + npub + 4;
-        size_t sealed_size = val.mv_size - (size_t) (sealed - rec);
+        size_t sealed_size = rec_size - (size_t) (sealed - rec);
         uint8_t ad [12 + 8 + 4 + 32], plain [256];
         unsigned long long plain_size, out_size;
         assert_true (sealed_size <= sizeof plain);
@@ -2176,10 +2187,12 @@ s_raw_edit_msg (const char *dir, uint64_t seq, rec_edit_t edit)
             nonce, s_key);
         assert_int_equal (out_size, sealed_size);
     }
-    MDB_val nval = { val.mv_size, rec };
-    assert_int_equal (mdb_put (raw.txn, dbi, &key, &nval, 0), 0);
-    free (rec);
-    s_raw_close (&raw);
+}
+
+static void
+s_raw_edit_msg (const char *dir, uint64_t seq, rec_edit_t edit)
+{
+    s_raw_edit (dir, "msgs", seq, s_edit_msg, &edit);
 }
 
 static uint32_t
