@@ -765,9 +765,9 @@ static size_t
 s_body_ad (uint8_t *ad, uint8_t version, uint64_t seq, uint32_t key_id,
            const uint8_t *recipients, size_t recipients_size)
 {
-    const char *tag = version == 1 ? s_body_tag : s_body2_tag;
-    size_t n = strlen (tag);
-    memcpy (ad, tag, n);
+    _Static_assert (sizeof s_body_tag == sizeof s_body2_tag, "one tag size");
+    const size_t n = S_TAG_LEN (s_body_tag);
+    memcpy (ad, version == 1 ? s_body_tag : s_body2_tag, n);
     s_be64 (ad + n, seq);
     s_be32 (ad + n + 8, key_id);
     if (version == 1)
