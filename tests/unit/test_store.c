@@ -315,20 +315,18 @@ s_seq_key (uint8_t *k, uint64_t seq)
         k [i] = (uint8_t) seq;
 }
 
-//  Rewrite record `seq` of database `db`: `edit` changes a copy of its
-//  bytes in place.
+//  Rewrite the record under `key` in database `db`: `edit` changes a copy
+//  of its bytes in place (`seq`: the message's, for edits that need it).
 typedef void (s_edit_fn) (uint8_t *rec, size_t size, uint64_t seq, const void *arg);
 
 static void
-s_raw_edit (const char *dir, const char *db, uint64_t seq, s_edit_fn *edit,
-            const void *arg)
+s_raw_edit_key (const char *dir, const char *db, const void *key_data,
+                size_t key_size, uint64_t seq, s_edit_fn *edit, const void *arg)
 {
     raw_t raw;
     s_raw_open (&raw, dir);
     MDB_dbi dbi = s_raw_dbi (&raw, db);
-    uint8_t k [8];
-    s_seq_key (k, seq);
-    MDB_val key = { 8, k }, val;
+    MDB_val key = { key_size, (void *) key_data }, val;
     assert_int_equal (mdb_get (raw.txn, dbi, &key, &val), 0);
     uint8_t *copy = malloc (val.mv_size);
     memcpy (copy, val.mv_data, val.mv_size);
@@ -337,6 +335,16 @@ s_raw_edit (const char *dir, const char *db, uint64_t seq, s_edit_fn *edit,
     assert_int_equal (mdb_put (raw.txn, dbi, &key, &nval, 0), 0);
     free (copy);
     s_raw_close (&raw);
+}
+
+//  The same for record `seq` of a database keyed by seq.
+static void
+s_raw_edit (const char *dir, const char *db, uint64_t seq, s_edit_fn *edit,
+            const void *arg)
+{
+    uint8_t k [8];
+    s_seq_key (k, seq);
+    s_raw_edit_key (dir, db, k, sizeof k, seq, edit, arg);
 }
 
 static void
@@ -1954,27 +1962,30 @@ test_tamper_rewrite (void **state)
     sgmq_store_close (&store);
 }
 
+typedef struct {
+    uint64_t seq, time_add;
+} s_head_edit_t;
+
+static void
+s_edit_head (uint8_t *head, size_t size, uint64_t seq, const void *arg)
+{
+    (void) seq;
+    const s_head_edit_t *change = arg;
+    assert_int_equal (size, 48);
+    if (change->seq)
+        s_seq_key (head, change->seq);
+    uint64_t time = 0;
+    for (int i = 0; i < 8; i++)
+        time = (time << 8) | head [8 + i];
+    s_seq_key (head + 8, time + change->time_add);
+}
+
 //  Rewrite the meta chain head (raw LMDB, store closed).
 static void
 s_raw_set_head (const char *dir, uint64_t seq, uint64_t time_add)
 {
-    raw_t raw;
-    s_raw_open (&raw, dir);
-    MDB_dbi meta = s_raw_dbi (&raw, "meta");
-    MDB_val key = { 4, "head" }, val;
-    assert_int_equal (mdb_get (raw.txn, meta, &key, &val), 0);
-    assert_int_equal (val.mv_size, 48);
-    uint8_t head [48];
-    memcpy (head, val.mv_data, 48);
-    if (seq)
-        s_seq_key (head, seq);
-    uint64_t time = 0;
-    for (int i = 0; i < 8; i++)
-        time = (time << 8) | head [8 + i];
-    s_seq_key (head + 8, time + time_add);
-    MDB_val nval = { 48, head };
-    assert_int_equal (mdb_put (raw.txn, meta, &key, &nval, 0), 0);
-    s_raw_close (&raw);
+    s_head_edit_t change = { seq, time_add };
+    s_raw_edit_key (dir, "meta", "head", 4, 0, s_edit_head, &change);
 }
 
 //  The clock behind the newest message (a step back): time stands still
@@ -2195,25 +2206,33 @@ s_raw_edit_msg (const char *dir, uint64_t seq, rec_edit_t edit)
     s_raw_edit (dir, "msgs", seq, s_edit_msg, &edit);
 }
 
+typedef struct {
+    uint32_t set;               //  0: leave it
+    uint32_t was;
+} s_format_edit_t;
+
+static void
+s_edit_format (uint8_t *p, size_t size, uint64_t seq, const void *arg)
+{
+    (void) seq;
+    s_format_edit_t *change = (s_format_edit_t *) arg;
+    assert_int_equal (size, 4);
+    change->was = (uint32_t) p [0] << 24 | (uint32_t) p [1] << 16
+                | (uint32_t) p [2] << 8 | p [3];
+    if (change->set) {
+        memset (p, 0, 3);
+        p [3] = (uint8_t) change->set;
+    }
+}
+
+//  The store's format record (raw LMDB, store closed), set to `set` unless
+//  0; returns what it was.
 static uint32_t
 s_raw_format (const char *dir, uint32_t set)
 {
-    raw_t raw;
-    s_raw_open (&raw, dir);
-    MDB_dbi meta = s_raw_dbi (&raw, "meta");
-    MDB_val key = { 6, "format" }, val;
-    assert_int_equal (mdb_get (raw.txn, meta, &key, &val), 0);
-    assert_int_equal (val.mv_size, 4);
-    const uint8_t *p = val.mv_data;
-    uint32_t format = (uint32_t) p [0] << 24 | (uint32_t) p [1] << 16
-                    | (uint32_t) p [2] << 8 | p [3];
-    if (set) {
-        uint8_t v [4] = { 0, 0, 0, (uint8_t) set };
-        MDB_val nval = { 4, v };
-        assert_int_equal (mdb_put (raw.txn, meta, &key, &nval, 0), 0);
-    }
-    s_raw_close (&raw);
-    return format;
+    s_format_edit_t change = { set, 0 };
+    s_raw_edit_key (dir, "meta", "format", 6, 0, s_edit_format, &change);
+    return change.was;
 }
 
 //  Who a message was addressed to is bound to its sealed body: an edited
