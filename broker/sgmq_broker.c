@@ -193,6 +193,7 @@ typedef struct {
     char group [SGMQ_PROTO_MAX_NAME + 1];
     char kind [SGMQ_STORE_MAX_KIND + 1];
     uint64_t since, until;      //  REPORT: the period
+    uint64_t first;             //  REPORT: first seq stored in the period
     int phase;                  //  REPORT: escalations, learning, end
     uint64_t request;           //  id of the request
     uint64_t next;              //  next seq to look at
@@ -2658,8 +2659,9 @@ s_replay_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
 }
 
 //  --------------------------------------------------------------------------
-//  The Escalation Tracker report: escalations raised in the period, then
-//  learning alerts published in it, then REPORT-END.
+//  The Escalation Tracker report: escalations raised in the period or
+//  still open at its start, then the learning alerts published in it or
+//  with a session still open at its start, then REPORT-END.
 
 enum { S_REPORT_ESCALATIONS, S_REPORT_LEARNING, S_REPORT_END };
 
@@ -2684,6 +2686,22 @@ s_first_seq_since (sgmq_store_txn_t *txn, uint64_t since)
                                                                      : UINT64_MAX;
     sgmq_store_iter_destroy (&iter);
     return seq;
+}
+
+//  Whether an escalation was still waiting for its response at `since`.
+static bool
+s_escalation_open_at (const sgmq_store_escalation_t *e, uint64_t since)
+{
+    return e->status != SGMQ_STORE_ESC_RESPONDED || e->responded_at >= since;
+}
+
+//  Whether a learning alert had a session or reflection still to hold at
+//  `since`.
+static bool
+s_learning_open_at (const sgmq_store_learning_t *l, uint64_t since)
+{
+    return (l->session_by && (!l->session_held || l->session_held >= since))
+        || (l->reflection_by && (!l->reflection_held || l->reflection_held >= since));
 }
 
 static void
@@ -2714,7 +2732,11 @@ s_report_start (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd
     report->request = cmd->id;
     report->since = cmd->u.report.since;
     report->until = cmd->u.report.until;
-    report->next = s_first_seq_since (txn, report->since);
+    report->first = s_first_seq_since (txn, report->since);
+    //  From the first record: what was raised before the period and is
+    //  still open belongs in its papers too (the walk reads tracking
+    //  records only, and turn by turn).
+    report->next = 1;
     sgmq_store_read_end (&txn);
     session->replay = report;
     self->replays++;
@@ -2834,6 +2856,10 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
         if (report->phase == S_REPORT_ESCALATIONS) {
             rc = report->next ? sgmq_store_escalation_next (txn, report->next - 1, &e)
                               : SGMQ_STORE_E_NOT_FOUND;
+            if (rc == 0 && e.seq < report->first && !s_escalation_open_at (&e, report->since)) {
+                report->next = e.seq + 1;
+                continue;       //  closed before the period
+            }
             if (rc == 0) {
                 seq = e.seq;
                 time = e.raised;
@@ -2847,6 +2873,10 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
             sgmq_store_learning_t l;
             rc = report->next ? sgmq_store_learning_next (txn, report->next - 1, &l)
                               : SGMQ_STORE_E_NOT_FOUND;
+            if (rc == 0 && l.seq < report->first && !s_learning_open_at (&l, report->since)) {
+                report->next = l.seq + 1;
+                continue;       //  its sessions were held before the period
+            }
             if (rc == 0) {
                 seq = l.seq;
                 if (s_report_learning (self, txn, &l, &item))
@@ -2875,10 +2905,8 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
         if (rc || (report->until && time > report->until)) {
             //  This phase is over: the learning alerts of the period next.
             report->phase++;
-            if (report->phase == S_REPORT_LEARNING) {
-                //  Back to the period's first seq (kept as the phase start).
-                report->next = s_first_seq_since (txn, report->since);
-            }
+            if (report->phase == S_REPORT_LEARNING)
+                report->next = 1;
             continue;
         }
         item.id = report->request;

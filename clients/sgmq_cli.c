@@ -1912,8 +1912,9 @@ static const s_command_t s_commands [] = {
     { "tracker", s_tracker, s_tracker_opts, true,
       "tracker [--since T] [--until T] --out report.html [--csv report.csv]",
       "The Escalation Tracker for the papers of an Executive meeting.\n"
-      "Escalations, responses and learning in the period, as a printable HTML\n"
-      "page (and CSV). For Executive members, auditors and admins." },
+      "Escalations, responses and learning in the period, and what was still\n"
+      "open at its start, as a printable HTML page (and CSV). For Executive\n"
+      "members, auditors and admins." },
     { "help", s_help, s_no_opts, false, "help [COMMAND]", "Show help." },
     { NULL, NULL, NULL, false, NULL, NULL }
 };

@@ -353,11 +353,21 @@ s_overdue_now (const s_escalation_t *e, uint64_t now)
 }
 
 typedef struct {
-    size_t by_severity [SGMQ_SEVERITY_COUNT_];
+    size_t raised, by_severity [SGMQ_SEVERITY_COUNT_];
+    size_t escalations_carried, learning_published, learning_carried;
     size_t acked_on_time, ack_due, responded, responded_on_time, response_due, overdue_now;
     size_t recipients, recipients_acked;
     size_t sessions_due, sessions_on_time, reflections_due, reflections_on_time;
 } s_summary_t;
+
+//  Whether an item stored at `time` came before the period: the broker
+//  sends those only while they are still open at its start (PROTOCOL.md
+//  12.1), and they are reported beside the period's own.
+static bool
+s_carried (const sgmq_tracker_t *self, uint64_t time)
+{
+    return self->since && time < self->since;
+}
 
 static void
 s_summarise (sgmq_tracker_t *self, s_summary_t *sum)
@@ -365,8 +375,13 @@ s_summarise (sgmq_tracker_t *self, s_summary_t *sum)
     memset (sum, 0, sizeof *sum);
     for (size_t i = 0; i < self->escalation_count; i++) {
         s_escalation_t *e = &self->escalations [i];
-        if (e->severity > 0 && e->severity < SGMQ_SEVERITY_COUNT_)
-            sum->by_severity [e->severity]++;
+        if (s_carried (self, e->time))
+            sum->escalations_carried++;
+        else {
+            sum->raised++;
+            if (e->severity > 0 && e->severity < SGMQ_SEVERITY_COUNT_)
+                sum->by_severity [e->severity]++;
+        }
         //  A deadline counts once it is met or has passed. A response
         //  before any acknowledgement meets the acknowledgement's too.
         bool responded = e->status == SGMQ_ESC_RESPONDED;
@@ -383,6 +398,10 @@ s_summarise (sgmq_tracker_t *self, s_summary_t *sum)
     }
     for (size_t i = 0; i < self->learning_count; i++) {
         s_learning_t *l = &self->learning [i];
+        if (s_carried (self, l->time))
+            sum->learning_carried++;
+        else
+            sum->learning_published++;
         sum->recipients += l->recipient_count;
         for (uint32_t r = 0; r < l->recipient_count; r++)
             sum->recipients_acked += l->recipients [r].acked_at != 0;
@@ -446,11 +465,15 @@ s_month (uint64_t ms)
 static void
 s_chart_months (sgmq_tracker_t *self, FILE *out)
 {
-    if (!self->escalation_count) {
-        fputs ("<p class=\"note\">No escalations in this period.</p>\n", out);
+    //  The period's own escalations: those carried forward come first.
+    size_t start = 0;
+    while (start < self->escalation_count && s_carried (self, self->escalations [start].time))
+        start++;
+    if (start == self->escalation_count) {
+        fputs ("<p class=\"note\">No escalations raised in this period.</p>\n", out);
         return;
     }
-    int first = s_month (self->escalations [0].time);
+    int first = s_month (self->escalations [start].time);
     int last = s_month (self->escalations [self->escalation_count - 1].time);
     if (last - first + 1 > S_MAX_MONTHS)
         first = last - S_MAX_MONTHS + 1;
@@ -458,7 +481,7 @@ s_chart_months (sgmq_tracker_t *self, FILE *out)
     size_t counts [S_MAX_MONTHS][SGMQ_SEVERITY_COUNT_];
     memset (counts, 0, sizeof counts);
     size_t peak = 1;
-    for (size_t i = 0; i < self->escalation_count; i++) {
+    for (size_t i = start; i < self->escalation_count; i++) {
         int m = s_month (self->escalations [i].time) - first;
         sgmq_severity_t severity = self->escalations [i].severity;
         if (m >= 0 && severity > 0 && severity < SGMQ_SEVERITY_COUNT_)
@@ -507,7 +530,7 @@ s_chart_months (sgmq_tracker_t *self, FILE *out)
                      "text-anchor=\"middle\">%zu</text>\n", x + bar / 2, y - 3, total);
         int month = (first + m) % 12, year = (first + m) / 12;
         fprintf (out, "<text x=\"%.1f\" y=\"%d\" class=\"axis\" text-anchor=\"middle\">"
-                 "%s %02d</text>\n", x + bar / 2, 10 + plot_h + 14, names [month], year % 100);
+                 "%s %d</text>\n", x + bar / 2, 10 + plot_h + 14, names [month], year);
     }
     //  Legend.
     double lx = S_CHART_LEFT;
@@ -654,11 +677,15 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
              self->until ? s_when (self->until, b) : "now", s_when (self->now, c));
 
     fputs ("<h2>Summary</h2>\n<table>\n", out);
-    fprintf (out, "<tr><th>Escalations raised</th><td>%zu (", self->escalation_count);
+    fprintf (out, "<tr><th>Escalations raised in the period</th><td>%zu (", sum.raised);
     for (int s = SGMQ_SEVERITY_COUNT_ - 1; s >= 1; s--)
         fprintf (out, "%s%zu %s", s == SGMQ_SEVERITY_COUNT_ - 1 ? "" : ", ",
                  sum.by_severity [s], sgmq_proto_severity_name (s));
-    fputs (")</td></tr>\n<tr><th>Acknowledged (or responded to) by the Executive within "
+    fputs (")</td></tr>\n", out);
+    if (self->since)
+        fprintf (out, "<tr><th>Raised before the period and still open at its start"
+                 "</th><td>%zu</td></tr>\n", sum.escalations_carried);
+    fputs ("<tr><th>Acknowledged (or responded to) by the Executive within "
            "the deadline, of those due</th><td>", out);
     s_percent (out, sum.acked_on_time, sum.ack_due);
     fputs ("</td></tr>\n<tr><th>Responded to</th><td>", out);
@@ -667,8 +694,12 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
     s_percent (out, sum.responded_on_time, sum.response_due);
     fprintf (out, "</td></tr>\n<tr><th>Overdue now</th><td%s>%zu</td></tr>\n",
              sum.overdue_now ? " class=\"overdue\"" : "", sum.overdue_now);
-    fprintf (out, "<tr><th>Learning alerts published</th><td>%zu</td></tr>\n"
-             "<tr><th>Learning acknowledged by its recipients</th><td>", self->learning_count);
+    fprintf (out, "<tr><th>Learning alerts published in the period</th><td>%zu</td></tr>\n",
+             sum.learning_published);
+    if (self->since)
+        fprintf (out, "<tr><th>Learning alerts from before the period with a session "
+                 "still to hold at its start</th><td>%zu</td></tr>\n", sum.learning_carried);
+    fputs ("<tr><th>Learning acknowledged by its recipients</th><td>", out);
     s_percent (out, sum.recipients_acked, sum.recipients);
     fputs ("</td></tr>\n<tr><th>Learning sessions held on time</th><td>", out);
     s_percent (out, sum.sessions_on_time, sum.sessions_due);
@@ -695,9 +726,13 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
                "<th>Executive response</th><th>Deadlines</th></tr>\n", out);
     for (size_t i = 0; i < self->escalation_count; i++) {
         s_escalation_t *e = &self->escalations [i];
-        fprintf (out, "<tr><td class=\"num\">%llu</td><td>%s<br>", (unsigned long long) e->seq,
-                 s_when (e->time, a));
+        fprintf (out, "<tr><td class=\"num\">%llu</td><td>%s%s<br>", (unsigned long long) e->seq,
+                 s_when (e->time, a), s_carried (self, e->time) ? " (before the period)" : "");
         s_html (out, e->from);
+        if (e->agency && *e->agency) {
+            fputs ("<br>", out);
+            s_html (out, e->agency);
+        }
         fputs ("</td><td>", out);
         s_html (out, e->group);
         fputs ("</td><td>", out);
@@ -745,8 +780,15 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
         uint32_t acked = 0;
         for (uint32_t r = 0; r < l->recipient_count; r++)
             acked += l->recipients [r].acked_at != 0;
-        fprintf (out, "<tr><td class=\"num\">%llu</td><td>%s</td><td>",
-                 (unsigned long long) l->seq, s_when (l->time, a));
+        fprintf (out, "<tr><td class=\"num\">%llu</td><td>%s%s<br>",
+                 (unsigned long long) l->seq, s_when (l->time, a),
+                 s_carried (self, l->time) ? " (before the period)" : "");
+        s_html (out, l->from);
+        if (l->agency && *l->agency) {
+            fputs ("<br>", out);
+            s_html (out, l->agency);
+        }
+        fputs ("</td><td>", out);
         s_html (out, l->title);
         fprintf (out, "<br>%s ", sgmq_proto_review_name (l->review_type));
         s_html (out, l->review_ref);
@@ -807,7 +849,7 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
     fputs ("record,seq,time,from,group,title,severity_or_review,status,acknowledged_at,"
            "acknowledged_by,responded_at,decision,response_summary,ack_by,respond_by,"
            "late_ack,late_response,overdue_now,reminders,agency,recipients,acknowledged,"
-           "session_by,session_held,reflection_by,reflection_held\n", out);
+           "session_by,session_held,reflection_by,reflection_held,before_period\n", out);
     for (size_t i = 0; i < self->escalation_count; i++) {
         s_escalation_t *e = &self->escalations [i];
         fprintf (out, "escalation,%llu,%s,", (unsigned long long) e->seq, s_iso (e->time, a));
@@ -825,9 +867,11 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
         sgmq_csv_write_field (out, e->summary);
         const char *now = s_overdue_now (e, self->now);
         fprintf (out, ",%s,", s_iso (e->ack_by, a));
-        fprintf (out, "%s,%s,%s,%s,%u,,,,,,,\n", s_iso (e->respond_by, b),
+        fprintf (out, "%s,%s,%s,%s,%u,", s_iso (e->respond_by, b),
                  e->overdue_ack ? "yes" : "no", e->overdue_response ? "yes" : "no",
                  now ? now : "", e->reminders);
+        sgmq_csv_write_field (out, e->agency);
+        fprintf (out, ",,,,,,,%s\n", s_carried (self, e->time) ? "yes" : "no");
     }
     for (size_t i = 0; i < self->learning_count; i++) {
         s_learning_t *l = &self->learning [i];
@@ -853,19 +897,23 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
                   l->review_ref);
         fputc (',', out);
         sgmq_csv_write_field (out, review);
-        //  Fields 8 to 20 are the escalation's; then recipients, acknowledged.
-        fprintf (out, ",,,,,,,,,,,,,,%u,%u,", l->recipient_count, acked);
+        //  Fields 8 to 19 are the escalation's; then agency, recipients,
+        //  acknowledged.
+        fputs (",,,,,,,,,,,,,", out);
+        sgmq_csv_write_field (out, l->agency);
+        fprintf (out, ",%u,%u,", l->recipient_count, acked);
         fprintf (out, "%s,", s_iso (l->session_by, a));
         fprintf (out, "%s,", s_iso (l->session_held, b));
         fprintf (out, "%s,", s_iso (l->reflection_by, c));
-        fprintf (out, "%s\n", s_iso (l->reflection_held, a));
+        fprintf (out, "%s,%s\n", s_iso (l->reflection_held, a),
+                 s_carried (self, l->time) ? "yes" : "no");
         //  Acknowledgements by agency, then by target group.
         size_t count = 0;
         s_tally_t *local = s_alert_agencies (l, &count);
         for (size_t t = 0; t < count; t++) {
             fprintf (out, "learning-agency,%llu,,,,,,,,,,,,,,,,,,", (unsigned long long) l->seq);
             sgmq_csv_write_field (out, local [t].key);
-            fprintf (out, ",%u,%u,,,,\n", local [t].total, local [t].acked);
+            fprintf (out, ",%u,%u,,,,,\n", local [t].total, local [t].acked);
         }
         free (local);
         for (uint32_t g = 0; g < l->group_count; g++) {
@@ -873,7 +921,7 @@ sgmq_tracker_write_csv (sgmq_tracker_t *self, FILE *out)
             s_group_counts (l, l->groups [g], &in, &in_acked);
             fprintf (out, "learning-group,%llu,,,", (unsigned long long) l->seq);
             sgmq_csv_write_field (out, l->groups [g]);
-            fprintf (out, ",,,,,,,,,,,,,,,,%u,%u,,,,\n", in, in_acked);
+            fprintf (out, ",,,,,,,,,,,,,,,,%u,%u,,,,,\n", in, in_acked);
         }
     }
     return ferror (out) ? -1 : 0;

@@ -524,6 +524,8 @@ test_tracker_figures_on_a_known_history (void **state)
     assert_non_null (strstr (row, "\"Executive member (ICB)\""));
     assert_non_null (strstr (row, "\"Agreed\",\"Resources found\""));
     assert_non_null (strstr (row, ",no,no,,0,"));
+    //  Who raised it, and not carried from before the period.
+    assert_non_null (strstr (row, ",0,\"Metropolitan Police\",,,,,,,no"));
     free (row);
     row = s_csv_row (text, "escalation,2,");
     assert_non_null (strstr (row, "high,responded,"));
@@ -533,6 +535,7 @@ test_tracker_figures_on_a_known_history (void **state)
     free (row);
     row = s_csv_row (text, "learning,");
     assert_non_null (strstr (row, "\"executive;exploitation\",\"Neglect\",\"cspr CSPR-7\""));
+    assert_non_null (strstr (row, ",,\"Local Authority\",3,2,"));
     //  Recipients: both Executive members and the chair; 2 acknowledged.
     assert_non_null (strstr (row, ",3,2,"));
     free (row);
@@ -559,6 +562,11 @@ test_tracker_figures_on_a_known_history (void **state)
     assert_non_null (strstr (text, "Learning acknowledged by its recipients</th><td>2 of 3 (67%)"));
     assert_non_null (strstr (text, "Learning sessions held on time</th><td>1 of 1 (100%)"));
     assert_non_null (strstr (text, "<svg class=\"chart\""));
+    //  Months with their whole year ("Nov 26" reads as a date).
+    char label [32];
+    time_t now = time (NULL);
+    strftime (label, sizeof label, ">%b %Y</text>", gmtime (&now));
+    assert_non_null (strstr (text, label));
     assert_non_null (strstr (text, "@page { size: A4"));
     //  Self-contained: no scripts, no fetches.
     assert_null (strstr (text, "<script"));

@@ -837,6 +837,103 @@ test_learning_reminders_fire_once_and_updates_cancel (void **state)
     s_cast_destroy (&c);
 }
 
+//  A report's items: the seqs of each kind, in order (REPORT-END's counts
+//  checked against them).
+static void
+s_report_seqs (sgmq_client_t *reader, uint64_t since, uint64_t *escalations,
+               size_t *escalation_count, uint64_t *learning, size_t *learning_count)
+{
+    sgmq_error_t error;
+    sgmq_report_t *report = sgmq_client_report (reader, since, 0, &error);
+    assert_non_null (report);
+    *escalation_count = *learning_count = 0;
+    const sgmq_cmd_t *item;
+    int rc;
+    while ((rc = sgmq_report_next (report, &item, &error)) == 1) {
+        if (item->cmd == SGMQ_CMD_REPORT_ESCALATION && *escalation_count < 8)
+            escalations [(*escalation_count)++] = item->u.report_escalation.seq;
+        if (item->cmd == SGMQ_CMD_REPORT_LEARNING && *learning_count < 8)
+            learning [(*learning_count)++] = item->u.report_learning.seq;
+        if (item->cmd == SGMQ_CMD_REPORT_END) {
+            assert_int_equal (item->u.report_end.escalations, *escalation_count);
+            assert_int_equal (item->u.report_end.learning, *learning_count);
+        }
+    }
+    assert_int_equal (rc, 0);
+    sgmq_report_destroy (&report);
+}
+
+static void
+test_report_carries_open_items_into_the_period (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("carried", NULL);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    sgmq_client_t *exec = e2e_connect (c->e2e, c->exec1);
+    sgmq_client_t *rrwg = e2e_connect (c->e2e, c->rrwg);
+    sgmq_error_t error;
+    //  Before the period: one escalation left open, one answered, one
+    //  answered only in the period; a learning alert whose sessions were
+    //  both held, and one whose session is still to hold.
+    uint64_t open = e2e_escalate (police, "exploitation", "Still open");
+    uint64_t closed = e2e_escalate (police, "exploitation", "Answered before");
+    uint64_t later = e2e_escalate (police, "exploitation", "Answered in the period");
+    sgmq_body_t response = s_response (closed);
+    assert_int_equal (s_publish (exec, NULL, &response, NULL, &error), 0);
+    const char *groups [] = { "online-safety" };
+    uint64_t now = sgmq_time_now ();
+    sgmq_body_t learning = s_learning (groups, 1, now + 86400000, now + 2 * 86400000);
+    uint64_t held, pending;
+    assert_int_equal (s_publish (rrwg, NULL, &learning, &held, &error), 0);
+    assert_int_equal (s_publish (rrwg, NULL, &learning, &pending, &error), 0);
+    sgmq_body_t update = { .kind = SGMQ_KIND_LEARNING_UPDATE };
+    update.u.learning_update.alert = held;
+    update.u.learning_update.held = SGMQ_HELD_SESSION;
+    assert_int_equal (s_publish (rrwg, NULL, &update, NULL, &error), 0);
+    update.u.learning_update.held = SGMQ_HELD_REFLECTION;
+    sgmq_confirm_t last;
+    assert_int_equal (sgmq_client_publish (rrwg, NULL, &update, &last, &error), 0);
+
+    //  The period starts after all that (times are in ms: wait for the
+    //  clock to pass it, at most a few ms).
+    uint64_t since = last.time + 1;
+    for (int i = 0; i < 1000 && sgmq_time_now () <= since; i++)
+        usleep (1000);
+    assert_true (sgmq_time_now () > since);
+    response = s_response (later);
+    assert_int_equal (s_publish (exec, NULL, &response, NULL, &error), 0);
+    uint64_t raised = e2e_escalate (police, "exploitation", "Raised in the period");
+
+    sgmq_client_t *auditor = e2e_connect (c->e2e, c->auditor);
+    uint64_t escalations [8], alerts [8];
+    size_t escalation_count, alert_count;
+    s_report_seqs (auditor, since, escalations, &escalation_count, alerts, &alert_count);
+    assert_int_equal (escalation_count, 3);
+    assert_int_equal (escalations [0], open);
+    assert_int_equal (escalations [1], later);
+    assert_int_equal (escalations [2], raised);
+    assert_int_equal (alert_count, 1);
+    assert_int_equal (alerts [0], pending);
+    //  Without a start, everything.
+    s_report_seqs (auditor, 0, escalations, &escalation_count, alerts, &alert_count);
+    assert_int_equal (escalation_count, 4);
+    assert_int_equal (alert_count, 2);
+    //  A period after everything still lists what is open.
+    for (int i = 0; i < 1000 && sgmq_time_now () <= since + 5; i++)
+        usleep (1000);
+    s_report_seqs (auditor, sgmq_time_now (), escalations, &escalation_count, alerts,
+                   &alert_count);
+    assert_int_equal (escalation_count, 2);
+    assert_int_equal (escalations [0], open);
+    assert_int_equal (escalations [1], raised);
+    assert_int_equal (alert_count, 1);
+    sgmq_client_destroy (&auditor);
+    sgmq_client_destroy (&rrwg);
+    sgmq_client_destroy (&exec);
+    sgmq_client_destroy (&police);
+    s_cast_destroy (&c);
+}
+
 static void
 test_stalled_subscriber_holds_nobody_up (void **state)
 {
@@ -1064,6 +1161,7 @@ main (void)
         cmocka_unit_test (test_escalation_overdue_reminded_until_resolved),
         cmocka_unit_test (test_response_overdue_reminds_until_responded),
         cmocka_unit_test (test_learning_reminders_fire_once_and_updates_cancel),
+        cmocka_unit_test (test_report_carries_open_items_into_the_period),
         cmocka_unit_test (test_stalled_subscriber_holds_nobody_up),
         cmocka_unit_test (test_due_reminders_with_a_full_store),
         cmocka_unit_test (test_one_try_flags_the_live_delivery),
