@@ -153,12 +153,13 @@ sgmq_config_parse_duration (const char *text, sgmq_duration_t *duration)
             if (units [i].ms == 0) {
                 if (amount > (years ? S_YEARS_MAX : S_WORKING_DAYS_MAX))
                     return -1;
-                *duration = (sgmq_duration_t) { amount, !years, years };
+                *duration = (sgmq_duration_t) { amount, !years, years, false };
             }
             else {
                 if (amount > UINT64_MAX / units [i].ms)
                     return -1;
-                *duration = (sgmq_duration_t) { amount * units [i].ms, false, false };
+                *duration = (sgmq_duration_t) { amount * units [i].ms, false, false,
+                                                units [i].ms == S_DAY };
             }
             return 0;
         }
@@ -653,7 +654,7 @@ sgmq_duration_t
 sgmq_config_duration (const sgmq_config_t *self, sgmq_opt_t option)
 {
     return option < SGMQ_OPT_COUNT_ ? self->values [option].duration
-                                    : (sgmq_duration_t) { 0, false, false };
+                                    : (sgmq_duration_t) { 0, false, false, false };
 }
 
 uint64_t
@@ -665,6 +666,8 @@ sgmq_config_deadline (const sgmq_config_t *self, sgmq_opt_t option, uint64_t fro
                                            self->holidays, self->holiday_count);
     if (d.years)
         return sgmq_time_add_years (from, (uint32_t) d.amount);
+    if (d.days)
+        return sgmq_time_add_days (from, (uint32_t) (d.amount / S_DAY));
     return from + d.amount;
 }
 

@@ -68,6 +68,8 @@ typedef struct {
     uint64_t amount;            //  ms, working days, or calendar years
     bool working_days;
     bool years;                 //  the same UK date and time, years on
+    bool days;                  //  written in days (amount in ms): as a
+                                //  deadline, the same UK time, dates on
 } sgmq_duration_t;
 
 typedef struct _sgmq_config_t sgmq_config_t;
@@ -103,7 +105,8 @@ sgmq_duration_t
     sgmq_config_duration (const sgmq_config_t *self, sgmq_opt_t option);
 
 //  `from` plus the duration option, counting working days and holidays
-//  when it is given in working days, calendar years when in years.
+//  when it is given in working days, calendar years when in years and
+//  calendar days (UK dates) when in days.
 uint64_t
     sgmq_config_deadline (const sgmq_config_t *self, sgmq_opt_t option,
                           uint64_t from);

@@ -231,6 +231,12 @@ s_uk_to_utc (uint64_t local)
     return s_uk_offset (summer) ? summer : local;
 }
 
+static bool
+s_working_day (int64_t day, const int64_t *holidays, size_t holiday_count)
+{
+    return !sgmq_time_weekend (day) && !s_holiday (day, holidays, holiday_count);
+}
+
 uint64_t
 sgmq_time_add_working_days (uint64_t from, uint32_t count,
                             const int64_t *holidays, size_t holiday_count)
@@ -242,16 +248,23 @@ sgmq_time_add_working_days (uint64_t from, uint32_t count,
     uint64_t local = from + s_uk_offset (from);
     int64_t day = sgmq_time_day (local);
     uint64_t time_of_day = local % SGMQ_TIME_MS_PER_DAY;
+    //  Raised on a weekend or holiday, the count starts with the next
+    //  working day, whole: one working day from a Sunday is the end of
+    //  Monday, not Monday at the Sunday's hour.
+    if (!s_working_day (day, holidays, holiday_count))
+        time_of_day = SGMQ_TIME_MS_PER_DAY - 1;
     while (count) {
         day++;
-        if (!sgmq_time_weekend (day) && !s_holiday (day, holidays, holiday_count))
+        if (s_working_day (day, holidays, holiday_count))
             count--;
     }
     return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY + time_of_day);
 }
 
-uint64_t
-sgmq_time_add_years (uint64_t from, uint32_t years)
+//  The same UK time of day on the UK date `days` on from `from`'s, with
+//  the date clamped into its month (for years from 29 February).
+static uint64_t
+s_uk_date_add (uint64_t from, uint32_t years, uint32_t days)
 {
     uint64_t local = from + s_uk_offset (from);
     int64_t y;
@@ -260,7 +273,19 @@ sgmq_time_add_years (uint64_t from, uint32_t years)
     y += years;
     if (d > s_month_days (y, m))
         d = s_month_days (y, m);
-    int64_t day = s_days_from_civil (y, m, d);
+    int64_t day = s_days_from_civil (y, m, d) + days;
     return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY
                         + local % SGMQ_TIME_MS_PER_DAY);
+}
+
+uint64_t
+sgmq_time_add_years (uint64_t from, uint32_t years)
+{
+    return s_uk_date_add (from, years, 0);
+}
+
+uint64_t
+sgmq_time_add_days (uint64_t from, uint32_t days)
+{
+    return s_uk_date_add (from, 0, days);
 }

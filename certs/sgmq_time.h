@@ -51,8 +51,9 @@ bool     sgmq_time_weekend (int64_t day);
 
 //  `from` plus `count` working days: the same UK time of day on the
 //  count-th following UK date that is neither a weekend day nor one of the
-//  `holidays` (day numbers of UK dates, sorted ascending), as UTC ms.
-//  count 0 returns `from`.
+//  `holidays` (day numbers of UK dates, sorted ascending), as UTC ms. From
+//  a weekend day or holiday, the end (last ms) of the count-th working day
+//  from it: the first working day counts whole. count 0 returns `from`.
 uint64_t
     sgmq_time_add_working_days (uint64_t from, uint32_t count,
                                 const int64_t *holidays, size_t holiday_count);
@@ -61,6 +62,11 @@ uint64_t
 //  UK date (28 February for 29 February in a common year), as UTC ms.
 uint64_t
     sgmq_time_add_years (uint64_t from, uint32_t years);
+
+//  `from` plus `days` calendar days: the same UK time of day on the UK
+//  date `days` later (23 or 25 hours across a clock change), as UTC ms.
+uint64_t
+    sgmq_time_add_days (uint64_t from, uint32_t days);
 
 #ifdef __cplusplus
 }

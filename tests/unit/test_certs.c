@@ -178,10 +178,24 @@ test_time_counts_working_days (void **state)
     assert_int_equal (sgmq_time_parse ("2026-04-30T23:30:00Z", false, &from), 0);
     due = sgmq_time_add_working_days (from, 1, may, 1);
     assert_string_equal (sgmq_time_format (due, text), "2026-05-04T23:30:00Z");
-    //  Saturday 00:30 BST (Friday 23:30 UTC): Monday, not Tuesday.
+    //  Saturday 00:30 BST (Friday 23:30 UTC) is a weekend day: the count
+    //  starts with Monday, whole, so the end of Monday (23:59:59.999 BST),
+    //  not Monday 00:30 nor Tuesday.
     assert_int_equal (sgmq_time_parse ("2026-05-01T23:30:00Z", false, &from), 0);
     due = sgmq_time_add_working_days (from, 1, NULL, 0);
-    assert_string_equal (sgmq_time_format (due, text), "2026-05-03T23:30:00Z");
+    assert_string_equal (sgmq_time_format (due, text), "2026-05-04T22:59:59.999Z");
+    //  Sunday 01:00 GMT + 1 and Saturday 10:00 + 5 (with Christmas):
+    //  the end of Monday; Mon 21 .. Thu 24, (25), (28), Tue 29.
+    assert_int_equal (sgmq_time_parse ("2026-12-06T01:00:00Z", false, &from), 0);
+    due = sgmq_time_add_working_days (from, 1, NULL, 0);
+    assert_string_equal (sgmq_time_format (due, text), "2026-12-07T23:59:59.999Z");
+    assert_int_equal (sgmq_time_parse ("2026-12-19T10:00:00Z", false, &from), 0);
+    due = sgmq_time_add_working_days (from, 5, holidays, 2);
+    assert_string_equal (sgmq_time_format (due, text), "2026-12-29T23:59:59.999Z");
+    //  A holiday itself (Christmas Day): the end of the next working day.
+    assert_int_equal (sgmq_time_parse ("2026-12-25T15:00:00Z", false, &from), 0);
+    due = sgmq_time_add_working_days (from, 1, holidays, 2);
+    assert_string_equal (sgmq_time_format (due, text), "2026-12-29T23:59:59.999Z");
     //  Across the end of summer time (25 October 2026): Friday 23 October
     //  09:00 BST is 08:00 UTC; Monday 26 October 09:00 GMT is 09:00 UTC.
     assert_int_equal (sgmq_time_parse ("2026-10-23T08:00:00Z", false, &from), 0);
@@ -224,6 +238,35 @@ test_time_adds_calendar_years (void **state)
         if (strcmp (text, cases [i].due) != 0)
             fail_msg ("%s + %uy: %s, wanted %s", cases [i].from,
                       cases [i].years, text, cases [i].due);
+    }
+}
+
+//  A learning session "14d" after publication is on the UK date 14 days
+//  on at the same UK time, not 336 hours (an hour off across a change).
+static void
+test_time_adds_calendar_days (void **state)
+{
+    (void) state;
+    const struct { const char *from; uint32_t days; const char *due; } cases [] = {
+        //  Friday 27 March 2026 10:00 GMT: summer time starts on the 29th,
+        //  so 10 April 10:00 BST, 09:00 UTC (336 hours would be 11:00 BST)
+        { "2026-03-27T10:00:00Z", 14, "2026-04-10T09:00:00Z" },
+        //  and back: 20 October 10:00 BST to 3 November 10:00 GMT
+        { "2026-10-20T09:00:00Z", 14, "2026-11-03T10:00:00Z" },
+        //  00:30 BST on 1 July (30 June 23:30 UTC) to 15 July 00:30 BST
+        { "2026-06-30T23:30:00Z", 14, "2026-07-14T23:30:00Z" },
+        //  across 29 February and a year end
+        { "2028-02-20T12:00:00Z", 14, "2028-03-05T12:00:00Z" },
+        { "2026-12-25T12:00:00Z", 14, "2027-01-08T12:00:00Z" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        uint64_t from;
+        char text [SGMQ_TIME_TEXT_SIZE];
+        assert_int_equal (sgmq_time_parse (cases [i].from, false, &from), 0);
+        sgmq_time_format (sgmq_time_add_days (from, cases [i].days), text);
+        if (strcmp (text, cases [i].due) != 0)
+            fail_msg ("%s + %ud: %s, wanted %s", cases [i].from,
+                      cases [i].days, text, cases [i].due);
     }
 }
 
@@ -585,6 +628,11 @@ test_config_default_is_the_partnership (void **state)
     assert_string_equal (sgmq_time_format (due, when), "2026-12-29T15:00:00Z");
     due = sgmq_config_deadline (config, SGMQ_OPT_LEARNING_SESSION, from);
     assert_string_equal (sgmq_time_format (due, when), "2027-01-07T15:00:00Z");
+    //  "14d" is 14 UK dates on: 27 March 10:00 GMT to 10 April 10:00 BST.
+    assert_true (sgmq_config_duration (config, SGMQ_OPT_LEARNING_SESSION).days);
+    assert_int_equal (sgmq_time_parse ("2026-03-27T10:00:00Z", false, &from), 0);
+    due = sgmq_config_deadline (config, SGMQ_OPT_LEARNING_SESSION, from);
+    assert_string_equal (sgmq_time_format (due, when), "2026-04-10T09:00:00Z");
     //  The reflection session, a calendar year on by default.
     sgmq_duration_t reflection = sgmq_config_duration (config, SGMQ_OPT_REFLECTION);
     assert_true (reflection.years && !reflection.working_days);
@@ -721,6 +769,7 @@ main (void)
         cmocka_unit_test (test_time_parses_and_formats_utc),
         cmocka_unit_test (test_time_counts_working_days),
         cmocka_unit_test (test_time_adds_calendar_years),
+        cmocka_unit_test (test_time_adds_calendar_days),
         cmocka_unit_test (test_keyfiles_are_private_and_checked),
         cmocka_unit_test (test_secrets_leave_no_copy_in_the_heap),
         cmocka_unit_test (test_cert_round_trip_in_zcert_format),
