@@ -109,6 +109,31 @@ sgmq_time_parse_day (const char *text)
     return day >= 0 && *p == 0 ? day : -1;
 }
 
+static uint64_t s_uk_offset (uint64_t ms);
+static uint64_t s_uk_to_utc (uint64_t local);
+
+//  A zone: "Z", "+HH:MM" or "-HH:MM" (sets *offset_ms, east positive),
+//  or nothing (*local: UK time). 0, or -1 for anything else.
+static int
+s_parse_zone (const char *p, int64_t *offset_ms, bool *local)
+{
+    *offset_ms = 0;
+    *local = *p == 0;
+    if (*local || ((*p == 'Z' || *p == 'z') && p [1] == 0))
+        return 0;
+    if (*p != '+' && *p != '-')
+        return -1;
+    int sign = *p++ == '-' ? -1 : 1;
+    int hours = s_digits (&p, 2);
+    if (hours < 0 || hours > 14 || *p++ != ':')
+        return -1;
+    int minutes = s_digits (&p, 2);
+    if (minutes < 0 || minutes > 59 || *p)
+        return -1;
+    *offset_ms = sign * ((int64_t) hours * 3600 + minutes * 60) * S_MS_PER_SECOND;
+    return 0;
+}
+
 int
 sgmq_time_parse (const char *text, bool end_of_day, uint64_t *ms)
 {
@@ -117,8 +142,9 @@ sgmq_time_parse (const char *text, bool end_of_day, uint64_t *ms)
     if (day < 0)
         return -1;
     if (*p == 0) {
-        *ms = (uint64_t) day * SGMQ_TIME_MS_PER_DAY
-            + (end_of_day ? SGMQ_TIME_MS_PER_DAY - 1 : 0);
+        //  A UK date: from its first to its last millisecond in UK time.
+        *ms = s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY
+                           + (end_of_day ? SGMQ_TIME_MS_PER_DAY - 1 : 0));
         return 0;
     }
     if (*p != 'T' && *p != 't' && *p != ' ')
@@ -143,11 +169,20 @@ sgmq_time_parse (const char *text, bool end_of_day, uint64_t *ms)
                 return -1;
         }
     }
-    if (strcmp (p, "Z") != 0 && strcmp (p, "z") != 0 && strcmp (p, "+00:00") != 0)
+    int64_t offset;
+    bool local;
+    if (s_parse_zone (p, &offset, &local))
         return -1;
-    *ms = ((uint64_t) day * S_SECONDS_PER_DAY
-           + (uint64_t) hour * 3600 + (uint64_t) minute * 60 + (uint64_t) second)
-        * S_MS_PER_SECOND + (uint64_t) milli;
+    uint64_t wall = ((uint64_t) day * S_SECONDS_PER_DAY
+                     + (uint64_t) hour * 3600 + (uint64_t) minute * 60 + (uint64_t) second)
+                  * S_MS_PER_SECOND + (uint64_t) milli;
+    if (local)
+        *ms = s_uk_to_utc (wall);
+    else {
+        if (offset > 0 && wall < (uint64_t) offset)
+            return -1;          //  before 1970 in UTC
+        *ms = wall - (uint64_t) offset;
+    }
     return 0;
 }
 
@@ -170,6 +205,22 @@ sgmq_time_format (uint64_t ms, char *buf)
     if (len > 0)
         snprintf (buf + len, SGMQ_TIME_TEXT_SIZE - (size_t) len, "Z");
     return buf;
+}
+
+char *
+sgmq_time_format_uk (uint64_t ms, char *buf)
+{
+    bool summer = s_uk_offset (ms) != 0;
+    sgmq_time_format (ms + (summer ? 3600 * S_MS_PER_SECOND : 0), buf);
+    snprintf (buf + 16, SGMQ_TIME_TEXT_SIZE - 16, " %s", summer ? "BST" : "GMT");
+    buf [10] = ' ';
+    return buf;
+}
+
+uint64_t
+sgmq_time_uk_local (uint64_t ms)
+{
+    return ms + s_uk_offset (ms);
 }
 
 int64_t
@@ -227,6 +278,8 @@ s_uk_offset (uint64_t ms)
 static uint64_t
 s_uk_to_utc (uint64_t local)
 {
+    if (local < 3600 * S_MS_PER_SECOND)
+        return local;           //  1 January 1970: winter
     uint64_t summer = local - 3600 * S_MS_PER_SECOND;
     return s_uk_offset (summer) ? summer : local;
 }

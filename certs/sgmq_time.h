@@ -1,11 +1,12 @@
 /*  =========================================================================
-    sgmq_time - UTC times as the partnership writes them
+    sgmq_time - times as the partnership writes them
 
     sgmq keeps every time as milliseconds since 1970-01-01T00:00:00Z (the
-    wire's encoding). People write ISO 8601 ("2026-12-01T09:00:00Z") or a
-    plain date, and safeguarding timescales are counted in working days
-    (Monday to Friday, less bank holidays), so both conversions live here,
-    shared by the broker and the command line. Leap seconds are ignored,
+    wire's encoding). People write ISO 8601 ("2026-12-01T09:00:00Z"), a UK
+    time or a plain UK date, and read UK times; safeguarding timescales are
+    counted in working days (Monday to Friday, less bank holidays) on UK
+    dates; so the conversions live here, shared by the broker and the
+    command line. Leap seconds are ignored,
     as in POSIX time.
     =========================================================================
 */
@@ -28,11 +29,13 @@ extern "C" {
 uint64_t
     sgmq_time_now (void);
 
-//  Parse "YYYY-MM-DDTHH:MM[:SS[.mmm]]Z" (also "+00:00" for Z, and a space
-//  for T) or a date "YYYY-MM-DD". A plain date means the start of that day,
-//  or its last millisecond when `end_of_day` (so "respond by 2026-12-01"
-//  and "until 2026-12-01" include the whole day). Years 1970..9999.
-//  Returns 0 and sets *ms, or -1 if the text is not such a time.
+//  Parse "YYYY-MM-DDTHH:MM[:SS[.mmm]]" then "Z" (UTC), an offset
+//  "+HH:MM" / "-HH:MM", or nothing (UK time: GMT, or BST in summer; in the
+//  repeated hour of October, the first), a space allowed for T; or a UK
+//  date "YYYY-MM-DD": the start of that day in the UK, or its last
+//  millisecond when `end_of_day` (so "respond by 2026-12-01" and "until
+//  2026-12-01" include the whole day). Years 1970..9999. Returns 0 and
+//  sets *ms, or -1 if the text is not such a time.
 int
     sgmq_time_parse (const char *text, bool end_of_day, uint64_t *ms);
 
@@ -40,6 +43,16 @@ int
 //  `buf` (SGMQ_TIME_TEXT_SIZE bytes). Returns buf.
 char *
     sgmq_time_format (uint64_t ms, char *buf);
+
+//  Write `ms` for people in the UK: "2026-07-01 00:30 BST" (GMT in
+//  winter), into `buf` (SGMQ_TIME_TEXT_SIZE bytes). Returns buf.
+char *
+    sgmq_time_format_uk (uint64_t ms, char *buf);
+
+//  `ms` on the UK's wall clock, as ms read as if UTC (for UK dates and
+//  months: sgmq_time_day of it is the UK date).
+uint64_t
+    sgmq_time_uk_local (uint64_t ms);
 
 //  Days since the epoch of the UTC date of `ms`, and back.
 int64_t  sgmq_time_day (uint64_t ms);

@@ -425,9 +425,9 @@ s_field_set (sgmq_body_t *body, const s_field_t *field, size_t field_index,
         case F_TIME:
         case F_TIME_EOD:
             if (sgmq_time_parse (text, field->type == F_TIME_EOD, (uint64_t *) at))
-                return s_usage_error (command, "%s must be a UTC time like "
-                                      "2026-12-01T09:00:00Z or a date like 2026-12-01, "
-                                      "not '%s'", shown, text), -1;
+                return s_usage_error (command, "%s must be a time like "
+                                      "2026-12-01T09:00 (UK time), 2026-12-01T09:00:00Z "
+                                      "or a date like 2026-12-01, not '%s'", shown, text), -1;
             return 0;
         case F_SEQ:
         case F_COUNT: {
@@ -565,11 +565,12 @@ s_read_all (FILE *file, size_t *size)
 //  --------------------------------------------------------------------------
 //  Output
 
+//  For people: UK time. (JSON and CSV keep ISO 8601 UTC.)
 static void
 s_print_time (FILE *out, uint64_t ms)
 {
     char text [SGMQ_TIME_TEXT_SIZE];
-    fputs (sgmq_time_format (ms, text), out);
+    fputs (sgmq_time_format_uk (ms, text), out);
 }
 
 static void
@@ -1148,7 +1149,7 @@ static const s_opt_t s_publish_opts [] = {
     { "summary", true, "escalation, response, learning: summary" },
     { "severity", true, "escalation: low, medium, high or critical" },
     { "requested", true, "escalation: the decision or help requested" },
-    { "respond-by", true, "escalation: respond by (UTC time or date)" },
+    { "respond-by", true, "escalation: respond by (UK date or time)" },
     { "case-ref", true, "escalation: pseudonymous case reference (never a name)" },
     //  response
     { "to", true, "response: the escalation's seq" },
@@ -1452,8 +1453,8 @@ s_pending_print (const sgmq_pending_item_t *item, void *arg)
     }
     else {
         char when [SGMQ_TIME_TEXT_SIZE], due [SGMQ_TIME_TEXT_SIZE];
-        sgmq_time_format (item->time, when);
-        sgmq_time_format (item->deadline, due);
+        sgmq_time_format_uk (item->time, when);
+        sgmq_time_format_uk (item->deadline, due);
         printf ("%6llu  %-15s %-28.28s %-12s %-20s %-20s%s  %s\n",
                 (unsigned long long) item->seq, sgmq_proto_kind_name (item->kind),
                 item->recipient, sgmq_proto_state_name (item->state), when,
@@ -1494,7 +1495,7 @@ s_pending (s_args_t *args)
 static const s_opt_t s_replay_opts [] = {
     { "from", true, "first sequence number" },
     { "to", true, "last sequence number" },
-    { "since", true, "from this time (UTC time or date)" },
+    { "since", true, "from this time (UK date or time)" },
     { "until", true, "up to this time (a date includes the whole day)" },
     { "group", true, "only messages addressed to this group" },
     { "kind", true, "only this kind" },
@@ -1589,9 +1590,9 @@ s_replay (s_args_t *args)
         return SGMQ_EXIT_USAGE;
     const char *since = s_get (args, "since"), *until = s_get (args, "until");
     if (since && sgmq_time_parse (since, false, &query.since))
-        return s_usage_error ("replay", "--since must be a UTC time or a date");
+        return s_usage_error ("replay", "--since must be a time or a date");
     if (until && sgmq_time_parse (until, true, &query.until))
-        return s_usage_error ("replay", "--until must be a UTC time or a date");
+        return s_usage_error ("replay", "--until must be a time or a date");
     const char *kind = s_get (args, "kind");
     if (kind && !(query.kind = (sgmq_kind_t) sgmq_proto_kind_parse (kind, strlen (kind))))
         return s_usage_error ("replay", "--kind must be escalation, response, learning, "
@@ -1777,7 +1778,7 @@ s_verify (s_args_t *args)
 //  ---- tracker ---------------------------------------------------------------
 
 static const s_opt_t s_tracker_opts [] = {
-    { "since", true, "escalations raised and learning published from (UTC time or date)" },
+    { "since", true, "escalations raised and learning published from (UK date or time)" },
     { "until", true, "up to (a date includes the whole day)" },
     { "out", true, "the HTML report to write" },
     { "csv", true, "also write the same figures as CSV" },
@@ -1825,9 +1826,9 @@ s_tracker (s_args_t *args)
         return s_usage_error ("tracker", "say where to write it: --out report.html");
     uint64_t since = 0, until = 0;
     if (since_text && sgmq_time_parse (since_text, false, &since))
-        return s_usage_error ("tracker", "--since must be a UTC time or a date");
+        return s_usage_error ("tracker", "--since must be a time or a date");
     if (until_text && sgmq_time_parse (until_text, true, &until))
-        return s_usage_error ("tracker", "--until must be a UTC time or a date");
+        return s_usage_error ("tracker", "--until must be a time or a date");
     if (since && until && since > until)
         return s_usage_error ("tracker", "--since is after --until");
     int rc = 0;

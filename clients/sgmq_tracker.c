@@ -437,28 +437,23 @@ s_html (FILE *out, const char *text)
     }
 }
 
-//  "2026-11-26 17:44" (UTC), or "-" for 0.
+//  "2026-07-01 00:30 BST" (UK time, as the papers are read), or "-" for 0.
 static const char *
 s_when (uint64_t ms, char *buf)
 {
-    if (!ms)
-        return "-";
-    sgmq_time_format (ms, buf);
-    buf [10] = ' ';
-    buf [16] = 0;
-    return buf;
+    return ms ? sgmq_time_format_uk (ms, buf) : "-";
 }
 
 static const char *s_severity_colour [SGMQ_SEVERITY_COUNT_] = {
     "#999", "#7fb77e", "#f2c14e", "#e07a2f", "#b8262b"
 };
 
-//  Month index (years * 12 + month - 1) of a time.
+//  Month index (years * 12 + month - 1) of a time's UK date.
 static int
 s_month (uint64_t ms)
 {
     char text [SGMQ_TIME_TEXT_SIZE];
-    sgmq_time_format (ms, text);
+    sgmq_time_format (sgmq_time_uk_local (ms), text);
     return atoi (text) * 12 + atoi (text + 5) - 1;
 }
 
@@ -672,7 +667,7 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
     fputs ("<h1>Escalation Tracker</h1>\n<p class=\"meta\">Escalations from the groups "
            "to the Executive, the Executive's responses, and the learning from reviews, ",
            out);
-    fprintf (out, "from %s to %s. Produced %s UTC from the broker's records.</p>\n",
+    fprintf (out, "from %s to %s. Produced %s from the broker's records.</p>\n",
              self->since ? s_when (self->since, a) : "the first record",
              self->until ? s_when (self->until, b) : "now", s_when (self->now, c));
 
@@ -824,8 +819,8 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
     }
     if (self->learning_count)
         fputs ("</table>\n", out);
-    fputs ("<p class=\"meta\">Times are UTC. \"Late\": a deadline was missed, even if "
-           "met afterwards. Case references and the text of escalations and learning "
+    fputs ("<p class=\"meta\">Times are UK times (GMT, or BST in summer). \"Late\": "
+           "a deadline was missed, even if met afterwards. Case references and the text of escalations and learning "
            "stay in sgmq; this report shows their titles, and the Executive's "
            "decisions and response summaries in full.</p>\n</body>\n</html>\n", out);
     return ferror (out) ? -1 : 0;

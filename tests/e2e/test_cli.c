@@ -153,7 +153,7 @@ test_help_and_usage_errors (void **state)
     free (err);
     free (s_cli (f, f->police, NULL, SGMQ_EXIT_USAGE, &err, "publish", "escalation",
                  "--respond-by", "next week"));
-    assert_non_null (strstr (err, "UTC time"));
+    assert_non_null (strstr (err, "2026-12-01T09:00 (UK time)"));
     free (err);
     free (s_cli (f, f->police, NULL, SGMQ_EXIT_USAGE, &err, "publish", "response",
                  "--severity", "high"));
@@ -310,6 +310,14 @@ test_publish_listen_ack_pending (void **state)
     free (out);
     out = s_cli (f, f->exec2, NULL, 0, NULL, "pending", "--all");
     assert_non_null (strstr (out, "Executive member (police)"));
+    //  For people: UK times, in columns under their headings.
+    const char *sent = strstr (out, "SENT"), *row = strchr (out, '\n') + 1;
+    assert_non_null (sent);
+    size_t column = (size_t) (sent - out);
+    assert_true (strlen (row) > column + 20);
+    assert_true (strncmp (row + column + 16, " GMT", 4) == 0
+                 || strncmp (row + column + 16, " BST", 4) == 0);
+    assert_int_equal (row [column + 20], ' ');
     free (out);
     free (s_cli (f, f->chair, NULL, SGMQ_EXIT_REFUSED, &err, "pending", "--all"));
     free (err);

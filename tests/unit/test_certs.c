@@ -127,7 +127,7 @@ test_zpl_writes_what_zconfig_reads (void **state)
 //  Time
 
 static void
-test_time_parses_and_formats_utc (void **state)
+test_time_parses_and_formats_utc_and_uk (void **state)
 {
     (void) state;
     uint64_t ms;
@@ -143,8 +143,35 @@ test_time_parses_and_formats_utc (void **state)
     assert_int_equal (sgmq_time_parse ("2026-12-01", true, &ms), 0);
     assert_string_equal (sgmq_time_format (ms, text), "2026-12-01T23:59:59.999Z");
     assert_int_equal (sgmq_time_parse ("2024-02-29", false, &ms), 0);
+    //  People in the UK write UK times and dates: without a zone, a time
+    //  is UK time, and a date is a UK day (in summer, from 23:00 UTC the
+    //  day before to 22:59:59.999 UTC).
+    const struct { const char *in; bool eod; const char *utc; } uk [] = {
+        { "2026-07-01", false, "2026-06-30T23:00:00Z" },
+        { "2026-07-10", true, "2026-07-10T22:59:59.999Z" },
+        { "2026-07-01T00:30", false, "2026-06-30T23:30:00Z" },
+        { "2026-12-04 17:00:00", false, "2026-12-04T17:00:00Z" },
+        { "2026-12-04T17:00:00+01:00", false, "2026-12-04T16:00:00Z" },
+        { "2026-12-04T17:00:00-05:30", false, "2026-12-04T22:30:00Z" },
+        //  the day summer time starts (29 March 2026, 01:00 UTC)
+        { "2026-03-29", false, "2026-03-29T00:00:00Z" },
+        { "2026-03-29", true, "2026-03-29T22:59:59.999Z" },
+        { "2026-03-29T03:00", false, "2026-03-29T02:00:00Z" },
+        { "1970-01-01", false, "1970-01-01T00:00:00Z" },
+    };
+    for (size_t i = 0; i < sizeof uk / sizeof uk [0]; i++) {
+        assert_int_equal (sgmq_time_parse (uk [i].in, uk [i].eod, &ms), 0);
+        if (strcmp (sgmq_time_format (ms, text), uk [i].utc) != 0)
+            fail_msg ("%s: %s, wanted %s", uk [i].in, text, uk [i].utc);
+    }
+    //  And read them: "2026-07-01 00:30 BST", "2026-12-04 17:00 GMT".
+    assert_int_equal (sgmq_time_parse ("2026-06-30T23:30:00Z", false, &ms), 0);
+    assert_string_equal (sgmq_time_format_uk (ms, text), "2026-07-01 00:30 BST");
+    assert_int_equal (sgmq_time_parse ("2026-12-04T17:00:59Z", false, &ms), 0);
+    assert_string_equal (sgmq_time_format_uk (ms, text), "2026-12-04 17:00 GMT");
     const char *bad [] = { "2026-02-29", "2026-13-01", "2026-12-01T24:00Z",
-                           "2026-12-01T09:00:00", "2026-12-01T09:00:00+01:00",
+                           "2026-12-01T09:00:00+1:00", "2026-12-01T09:00:00+15:00",
+                           "2026-12-01T09:00:00+01:00x", "1970-01-01T00:30+01:00",
                            "1969-12-31", "26-12-01", "2026-12-01x", "", "tomorrow" };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
         assert_int_equal (sgmq_time_parse (bad [i], false, &ms), -1);
@@ -766,7 +793,7 @@ main (void)
         cmocka_unit_test (test_zpl_reads_nested_values),
         cmocka_unit_test (test_zpl_errors_name_file_and_line),
         cmocka_unit_test (test_zpl_writes_what_zconfig_reads),
-        cmocka_unit_test (test_time_parses_and_formats_utc),
+        cmocka_unit_test (test_time_parses_and_formats_utc_and_uk),
         cmocka_unit_test (test_time_counts_working_days),
         cmocka_unit_test (test_time_adds_calendar_years),
         cmocka_unit_test (test_time_adds_calendar_days),
