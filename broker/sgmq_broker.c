@@ -1236,6 +1236,40 @@ s_check_held (sgmq_store_txn_t *txn, s_work_t *work, uint64_t published)
     return 0;
 }
 
+//  The time deadlines are counted from and judged by: the wall clock. The
+//  store's time never goes back (message times stay in order), so once
+//  the clock was ahead, even briefly, it stays ahead of the truth until
+//  the clock catches up, and deadlines counted or judged by it would come
+//  late or pass at once.
+static uint64_t
+s_deadline_now (sgmq_store_txn_t *txn)
+{
+    uint64_t wall = sgmq_time_now (), stored = sgmq_store_txn_time (txn);
+    return wall < stored ? wall : stored;
+}
+
+//  A deadline the publisher gave that has already passed (beyond the clock
+//  leeway) is refused: it would be overdue, and remind, from the start.
+//  Unless this is a retry under a ref already stored, sent when it had
+//  not passed: that goes on to be answered as the duplicate it is.
+static int
+s_check_due (sgmq_store_txn_t *txn, s_work_t *work, uint64_t due, const char *field,
+             const char *what)
+{
+    uint64_t now = s_deadline_now (txn);
+    if (!due || due >= now || now - due <= S_CLOCK_LEEWAY_MS)
+        return 0;
+    uint64_t seq;
+    const char *ref = work->cmd->u.publish.ref;
+    if (ref && sgmq_store_ref_find (txn, sgmq_principal_name (work->principal), ref,
+                                    &seq) == 0)
+        return 0;
+    char when [SGMQ_TIME_TEXT_SIZE];
+    s_refuse (work, SGMQ_E_BAD_VALUE, field, "%s (%s) has already passed", what,
+              sgmq_time_format (due, when));
+    return -1;
+}
+
 static int
 s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
 {
@@ -1261,6 +1295,9 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
                           "(not '%s')", group);
                 return -1;
             }
+            if (s_check_due (txn, work, body->u.escalation.respond_by, "body.respond_by",
+                             "the date to respond by"))
+                return -1;
             s_add_group (work, "executive");
             return 0;
         }
@@ -1301,6 +1338,11 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
                     }
                     s_add_group (work, groups->items [i]);
                 }
+                if (s_check_due (txn, work, body->u.learning.session_by, "body.session_by",
+                                 "the learning session's date")
+                ||  s_check_due (txn, work, body->u.learning.reflection_by,
+                                 "body.reflection_by", "the reflection session's date"))
+                    return -1;
                 return 0;
             }
             sgmq_store_learning_t learning;
@@ -1327,18 +1369,6 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
                       "publishes reminders");
             return -1;
     }
-}
-
-//  The time deadlines are counted from and judged by: the wall clock. The
-//  store's time never goes back (message times stay in order), so once
-//  the clock was ahead, even briefly, it stays ahead of the truth until
-//  the clock catches up, and deadlines counted or judged by it would come
-//  late or pass at once.
-static uint64_t
-s_deadline_now (sgmq_store_txn_t *txn)
-{
-    uint64_t wall = sgmq_time_now (), stored = sgmq_store_txn_time (txn);
-    return wall < stored ? wall : stored;
 }
 
 //  Tracking records and reminder timers of a newly stored message.
@@ -1395,9 +1425,11 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
                 .reflection_by = body->u.learning.reflection_by
             };
             rc = sgmq_store_learning_put (txn, &l);
-            if (rc == 0)
+            //  Sessions without a date (reviews other than CSPRs that gave
+            //  none) are not tracked.
+            if (rc == 0 && l.session_by)
                 rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_SESSION, l.session_by);
-            if (rc == 0)
+            if (rc == 0 && l.reflection_by)
                 rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_REFLECTION, l.reflection_by);
             break;
         }
@@ -1434,12 +1466,14 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
     return rc ? s_store_failed (work, rc) : 0;
 }
 
-//  Deadlines the broker fills in when a learning alert leaves them out,
-//  counted from `time` (the alert's publication).
+//  Deadlines the broker fills in when a learning alert from a CSPR leaves
+//  them out, counted from `time` (the alert's publication): the learning
+//  session and the reflection a year on are the CSPR process's. Other
+//  reviews' sessions are tracked only when the alert gives their dates.
 static void
 s_fill_defaults (sgmq_broker_t *self, sgmq_body_t *body, uint64_t time)
 {
-    if (body->kind != SGMQ_KIND_LEARNING)
+    if (body->kind != SGMQ_KIND_LEARNING || body->u.learning.review_type != SGMQ_REVIEW_CSPR)
         return;
     if (!body->u.learning.session_by)
         body->u.learning.session_by =

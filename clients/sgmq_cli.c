@@ -1161,8 +1161,8 @@ static const s_opt_t s_publish_opts [] = {
     { "theme", true, "learning: a theme (repeat for more)" },
     { "recommendation", true, "learning: a recommendation (repeat for more)" },
     { "groups", true, "learning: target groups (comma-separated)" },
-    { "session-by", true, "learning: learning session due (default +14 days)" },
-    { "reflection-by", true, "learning: reflection session due (default +1 year)" },
+    { "session-by", true, "learning: learning session due (CSPRs: default +14 days)" },
+    { "reflection-by", true, "learning: reflection session due (CSPRs: default +1 year)" },
     //  learning-update
     { "alert", true, "learning-update: the learning alert's seq" },
     { "held", true, "learning-update: session or reflection" },

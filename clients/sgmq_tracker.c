@@ -332,10 +332,13 @@ s_median (double *values, size_t count)
                      : (values [count / 2 - 1] + values [count / 2]) / 2;
 }
 
-//  "on time", "late", "overdue", "due" for a session deadline.
+//  "on time", "late", "overdue", "due" for a session deadline; "held" or
+//  "no date set" for a session without one (reviews other than CSPRs).
 static const char *
 s_session_state (uint64_t by, uint64_t held, uint64_t now)
 {
+    if (!by)
+        return held ? "held" : "no date set";
     if (held)
         return held <= by ? "held on time" : "held late";
     return now > by ? "overdue" : "due";
@@ -406,11 +409,11 @@ s_summarise (sgmq_tracker_t *self, s_summary_t *sum)
         for (uint32_t r = 0; r < l->recipient_count; r++)
             sum->recipients_acked += l->recipients [r].acked_at != 0;
         //  Count a session once it is held or its deadline has passed.
-        if (l->session_held || self->now > l->session_by) {
+        if (l->session_by && (l->session_held || self->now > l->session_by)) {
             sum->sessions_due++;
             sum->sessions_on_time += l->session_held && l->session_held <= l->session_by;
         }
-        if (l->reflection_held || self->now > l->reflection_by) {
+        if (l->reflection_by && (l->reflection_held || self->now > l->reflection_by)) {
             sum->reflections_due++;
             sum->reflections_on_time += l->reflection_held
                                      && l->reflection_held <= l->reflection_by;
@@ -635,6 +638,23 @@ s_percent (FILE *out, size_t part, size_t whole)
         fputs ("none", out);
 }
 
+//  A session's table cell: its date, its state and when it was held.
+static void
+s_session_cell (FILE *out, uint64_t by, uint64_t held, uint64_t now)
+{
+    char a [SGMQ_TIME_TEXT_SIZE], b [SGMQ_TIME_TEXT_SIZE];
+    const char *state = s_session_state (by, held, now);
+    const char *style = strstr (state, "on time") ? "ok"
+                      : strstr (state, "late") || strcmp (state, "overdue") == 0 ? "late" : "";
+    fputs ("<td>", out);
+    if (by)
+        fprintf (out, "by %s<br>", s_when (by, a));
+    fprintf (out, "<span class=\"%s\">%s</span>", style, state);
+    if (held)
+        fprintf (out, " %s", s_when (held, b));
+    fputs ("</td>", out);
+}
+
 static const char *s_style =
     "@page { size: A4; margin: 14mm 12mm; }\n"
     "body { font: 10pt/1.35 \"DejaVu Sans\", Arial, sans-serif; color: #111; margin: 0; }\n"
@@ -805,17 +825,10 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
             s_html (out, l->groups [g]);
             fprintf (out, ": %u of %u</li>", in_acked, in);
         }
-        const char *session = s_session_state (l->session_by, l->session_held, self->now);
-        const char *reflection = s_session_state (l->reflection_by, l->reflection_held, self->now);
-        fprintf (out, "</ul></td><td>by %s<br><span class=\"%s\">%s</span>%s%s</td>",
-                 s_when (l->session_by, a),
-                 strstr (session, "on time") ? "ok" : strcmp (session, "due") ? "late" : "",
-                 session, l->session_held ? " " : "", l->session_held ? s_when (l->session_held, b) : "");
-        fprintf (out, "<td>by %s<br><span class=\"%s\">%s</span>%s%s</td></tr>\n",
-                 s_when (l->reflection_by, a),
-                 strstr (reflection, "on time") ? "ok" : strcmp (reflection, "due") ? "late" : "",
-                 reflection, l->reflection_held ? " " : "",
-                 l->reflection_held ? s_when (l->reflection_held, c) : "");
+        fputs ("</ul></td>", out);
+        s_session_cell (out, l->session_by, l->session_held, self->now);
+        s_session_cell (out, l->reflection_by, l->reflection_held, self->now);
+        fputs ("</tr>\n", out);
     }
     if (self->learning_count)
         fputs ("</table>\n", out);

@@ -2203,6 +2203,42 @@ s_dkey (uint8_t *key, const char *recipient, size_t len, uint64_t seq)
     return len + 1 + 8;
 }
 
+//  The idempotency key of (sender, ref): sender NUL ref. Its size, or 0
+//  when either is empty or too long.
+static size_t
+s_ikey (uint8_t *ikey, const char *sender, const char *ref)
+{
+    size_t sn = s_len (sender, SGMQ_STORE_MAX_NAME), rn = s_len (ref, SGMQ_STORE_MAX_REF);
+    if (!sn || sn > SGMQ_STORE_MAX_NAME || !rn || rn > SGMQ_STORE_MAX_REF)
+        return 0;
+    memcpy (ikey, sender, sn);
+    ikey [sn] = 0;
+    memcpy (ikey + sn + 1, ref, rn);
+    return sn + 1 + rn;
+}
+
+int
+sgmq_store_ref_find (sgmq_store_txn_t *txn, const char *sender, const char *ref,
+                     uint64_t *seq)
+{
+    assert (txn && sender && ref && seq);
+    int rc = s_usable (txn);
+    if (rc)
+        return rc;
+    uint8_t ikey [S_IKEY_MAX];
+    size_t ikey_size = s_ikey (ikey, sender, ref);
+    if (!ikey_size)
+        return SGMQ_STORE_E_NOT_FOUND;
+    MDB_val val;
+    rc = s_get (txn, S_DB_IDEM, ikey, ikey_size, &val);
+    if (rc)
+        return rc;
+    if (val.mv_size != S_IDEM_SIZE)
+        return SGMQ_STORE_E_CORRUPT;
+    *seq = s_ld64 (val.mv_data);
+    return 0;
+}
+
 int
 sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
                    sgmq_store_appended_t *out)
@@ -2226,11 +2262,7 @@ sgmq_store_append (sgmq_store_txn_t *txn, const sgmq_store_msg_t *msg,
     uint8_t ikey [S_IKEY_MAX];
     size_t ikey_size = 0;
     if (msg->ref) {
-        size_t sn = strlen (msg->sender), rn = strlen (msg->ref);
-        memcpy (ikey, msg->sender, sn);
-        ikey [sn] = 0;
-        memcpy (ikey + sn + 1, msg->ref, rn);
-        ikey_size = sn + 1 + rn;
+        ikey_size = s_ikey (ikey, msg->sender, msg->ref);
         MDB_val val;
         rc = s_get (txn, S_DB_IDEM, ikey, ikey_size, &val);
         if (rc == 0) {

@@ -193,6 +193,12 @@ typedef struct {
     const uint8_t *ref_digest;          //  SGMQ_STORE_HASH_SIZE bytes
 } sgmq_store_msg_t;
 
+//  The seq stored under (sender, ref), without appending: 0, or
+//  SGMQ_STORE_E_NOT_FOUND (also for a sender or ref too long to store).
+int __attribute__ ((warn_unused_result))
+    sgmq_store_ref_find (sgmq_store_txn_t *txn, const char *sender,
+                         const char *ref, uint64_t *seq);
+
 typedef struct {
     uint64_t seq;                       //  assigned (or original, if duplicate)
     uint64_t time;

@@ -290,7 +290,8 @@ s_list_eq (const sgmq_strlist_t *a, const sgmq_strlist_t *b)
 }
 
 //  True if `got` is what `want` was published as (learning deadlines are
-//  the broker's defaults: present, not compared).
+//  the broker's defaults for a CSPR: present, not compared; none for the
+//  other reviews).
 static bool
 s_body_eq (const sgmq_body_t *want, const sgmq_body_t *got)
 {
@@ -312,7 +313,9 @@ s_body_eq (const sgmq_body_t *want, const sgmq_body_t *got)
                 && s_list_eq (&a->theme, &b->theme)
                 && s_list_eq (&a->recommendation, &b->recommendation)
                 && s_list_eq (&a->groups, &b->groups)
-                && b->session_by && b->reflection_by;
+                && (a->review_type == SGMQ_REVIEW_CSPR
+                    ? b->session_by && b->reflection_by
+                    : !b->session_by && !b->reflection_by);
         }
         case SGMQ_KIND_LEARNING_UPDATE: {
             const sgmq_learning_update_t *a = &want->u.learning_update;

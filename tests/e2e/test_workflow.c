@@ -934,6 +934,101 @@ test_report_carries_open_items_into_the_period (void **state)
     s_cast_destroy (&c);
 }
 
+//  A date to respond by (or hold a session by) that has already passed is
+//  refused; a retry of a message stored before it passed is not.
+static void
+test_passed_deadlines_are_refused_but_retries_answered (void **state)
+{
+    if (TESTUTIL_ASAN)
+        skip ();                //  the clock shift is an LD_PRELOAD
+    (void) state;
+    s_cast_t *c = s_cast_new ("passed", NULL);
+    sgmq_client_t *police = e2e_connect (c->e2e, c->police);
+    sgmq_client_t *rrwg = e2e_connect (c->e2e, c->rrwg);
+    sgmq_body_t body = e2e_escalation ("exploitation", "Due tomorrow");
+    body.u.escalation.respond_by = sgmq_time_now () + 86400000;
+    sgmq_confirm_t first, again;
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_publish (police, "case-0001", &body, &first, &error), 0);
+    sgmq_body_t late = body;
+    late.u.escalation.respond_by = sgmq_time_now () - 86400000;
+    assert_int_equal (s_publish (police, NULL, &late, NULL, &error), SGMQ_E_BAD_VALUE);
+    assert_string_equal (error.field, "body.respond_by");
+    assert_non_null (strstr (error.reason, "has already passed"));
+    const char *groups [] = { "online-safety" };
+    sgmq_body_t learning = s_learning (groups, 1, sgmq_time_now () - 86400000, 0);
+    assert_int_equal (s_publish (rrwg, NULL, &learning, NULL, &error), SGMQ_E_BAD_VALUE);
+    assert_string_equal (error.field, "body.session_by");
+    sgmq_client_destroy (&rrwg);
+    sgmq_client_destroy (&police);
+
+    //  Two days on, the escalation's date has passed: its retry is still
+    //  the stored message, a new one with that date is refused.
+    assert_int_equal (e2e_stop (c->e2e), 0);
+    setenv ("LD_PRELOAD", SGMQ_CLOCKSHIFT_LIB, 1);
+    setenv ("SGMQ_TEST_CLOCK_SHIFT_S", "172800", 1);
+    int rc = e2e_start (c->e2e, NULL);
+    unsetenv ("LD_PRELOAD");
+    unsetenv ("SGMQ_TEST_CLOCK_SHIFT_S");
+    assert_int_equal (rc, 0);
+    police = e2e_connect (c->e2e, c->police);
+    assert_int_equal (sgmq_client_publish (police, "case-0001", &body, &again, &error), 0);
+    assert_true (again.duplicate);
+    assert_int_equal (again.seq, first.seq);
+    assert_int_equal (s_publish (police, "case-0002", &body, NULL, &error), SGMQ_E_BAD_VALUE);
+    assert_string_equal (error.field, "body.respond_by");
+    sgmq_client_destroy (&police);
+    s_cast_destroy (&c);
+}
+
+//  The CSPR process's learning and reflection sessions are defaults for
+//  CSPRs only: an audit's alert without dates tracks no sessions (and no
+//  reminder fires for them).
+static void
+test_session_defaults_are_for_csprs (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("review-types", NULL);
+    sgmq_client_t *online = s_subscriber (c, c->online, 0);
+    sgmq_client_t *rrwg = e2e_connect (c->e2e, c->rrwg);
+    const char *groups [] = { "online-safety" };
+    sgmq_body_t learning = s_learning (groups, 1, 0, 0);
+    uint64_t cspr, audit;
+    sgmq_error_t error;
+    assert_int_equal (s_publish (rrwg, NULL, &learning, &cspr, &error), 0);
+    learning.u.learning.review_type = SGMQ_REVIEW_AUDIT;
+    assert_int_equal (s_publish (rrwg, NULL, &learning, &audit, &error), 0);
+    for (int i = 0; i < 2; i++)
+        s_ack (online, e2e_recv (online, 5000)->seq);
+    assert_true (e2e_quiet (online, 1500));
+    sgmq_client_destroy (&rrwg);
+
+    sgmq_client_t *auditor = e2e_connect (c->e2e, c->auditor);
+    sgmq_report_t *report = sgmq_client_report (auditor, 0, 0, &error);
+    assert_non_null (report);
+    const sgmq_cmd_t *item;
+    int seen = 0;
+    while (sgmq_report_next (report, &item, &error) == 1) {
+        if (item->cmd != SGMQ_CMD_REPORT_LEARNING)
+            continue;
+        const __typeof__ (item->u.report_learning) *l = &item->u.report_learning;
+        if (l->seq == cspr) {
+            assert_true (l->session_by > l->time && l->reflection_by > l->session_by);
+            seen++;
+        }
+        if (l->seq == audit) {
+            assert_int_equal (l->session_by, 0);
+            assert_int_equal (l->reflection_by, 0);
+            seen++;
+        }
+    }
+    sgmq_report_destroy (&report);
+    assert_int_equal (seen, 2);
+    sgmq_client_destroy (&auditor);
+    sgmq_client_destroy (&online);
+    s_cast_destroy (&c);
+}
+
 static void
 test_stalled_subscriber_holds_nobody_up (void **state)
 {
@@ -1105,7 +1200,12 @@ test_deadlines_follow_the_clock_not_stored_times (void **state)
     unsetenv ("LD_PRELOAD");
     unsetenv ("SGMQ_TEST_CLOCK_SHIFT_S");
     sgmq_client_t *police = e2e_connect (c->e2e, c->police);
-    e2e_escalate (police, "exploitation", "While the clock was ahead");
+    //  (Its date to respond by is past the broker's clock's 30 days: one
+    //  that has passed by the broker's clock is refused.)
+    sgmq_body_t ahead = e2e_escalation ("exploitation", "While the clock was ahead");
+    ahead.u.escalation.respond_by = sgmq_time_now () + 60ULL * 86400000;
+    sgmq_error_t error;
+    assert_int_equal (s_publish (police, NULL, &ahead, NULL, &error), 0);
     sgmq_client_destroy (&police);
     assert_int_equal (e2e_stop (c->e2e), 0);
 
@@ -1118,7 +1218,6 @@ test_deadlines_follow_the_clock_not_stored_times (void **state)
     police = e2e_connect (c->e2e, c->police);
     sgmq_body_t body = e2e_escalation ("exploitation", "After the clock was put right");
     sgmq_confirm_t confirm;
-    sgmq_error_t error;
     assert_int_equal (sgmq_client_publish (police, NULL, &body, &confirm, &error), 0);
     //  Stored with the later date, in order after the first.
     assert_true (confirm.time > sgmq_time_now () + 86400000ULL);
@@ -1162,6 +1261,8 @@ main (void)
         cmocka_unit_test (test_response_overdue_reminds_until_responded),
         cmocka_unit_test (test_learning_reminders_fire_once_and_updates_cancel),
         cmocka_unit_test (test_report_carries_open_items_into_the_period),
+        cmocka_unit_test (test_passed_deadlines_are_refused_but_retries_answered),
+        cmocka_unit_test (test_session_defaults_are_for_csprs),
         cmocka_unit_test (test_stalled_subscriber_holds_nobody_up),
         cmocka_unit_test (test_due_reminders_with_a_full_store),
         cmocka_unit_test (test_one_try_flags_the_live_delivery),
