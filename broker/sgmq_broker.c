@@ -2239,6 +2239,25 @@ typedef struct {
     char title [SGMQ_PROTO_MAX_TITLE + 1];
 } s_pitem_t;
 
+//  Whether what a reminder asked for has since been done: the escalation
+//  acknowledged (or responded to), the session held.
+static bool
+s_reminder_settled (sgmq_store_txn_t *txn, const sgmq_reminder_t *r)
+{
+    if (r->about_kind == SGMQ_KIND_ESCALATION) {
+        sgmq_store_escalation_t e;
+        if (sgmq_store_escalation_get (txn, r->about, &e))
+            return false;
+        return r->reason == SGMQ_REASON_ACK_OVERDUE ? e.status != SGMQ_STORE_ESC_RAISED
+                                                    : e.status == SGMQ_STORE_ESC_RESPONDED;
+    }
+    sgmq_store_learning_t l;
+    if (r->about_kind != SGMQ_KIND_LEARNING || sgmq_store_learning_get (txn, r->about, &l))
+        return false;
+    return r->reason == SGMQ_REASON_REFLECTION_DUE ? l.reflection_held != 0
+                                                    : l.session_held != 0;
+}
+
 //  Fill a pending item for delivery `d`; -1 if the message is unreadable.
 static int
 s_pending_item (sgmq_broker_t *self, sgmq_store_txn_t *txn,
@@ -2264,10 +2283,13 @@ s_pending_item (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     item->last_delivered = d->last;
     item->acked_at = d->acked_at;
     item->deadline = sgmq_config_deadline (self->config, SGMQ_OPT_ACK_BY, record.time);
+    bool settled = false;       //  what it asks for was done
     sgmq_body_t body;
     sgmq_proto_error_t error;
     if (item->kind && sgmq_proto_decode_body (self->body_frame, item->kind, record.body,
                                               record.body_size, &body, &error) == 0) {
+        if (body.kind == SGMQ_KIND_REMINDER)
+            settled = s_reminder_settled (txn, &body.u.reminder);
         char title [SGMQ_PROTO_MAX_TITLE + 1] = "";
         switch (body.kind) {
             case SGMQ_KIND_ESCALATION:
@@ -2297,10 +2319,15 @@ s_pending_item (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     }
     if (item->kind == SGMQ_KIND_ESCALATION) {
         sgmq_store_escalation_t e;
-        if (sgmq_store_escalation_get (txn, d->seq, &e) == 0)
+        if (sgmq_store_escalation_get (txn, d->seq, &e) == 0) {
             item->deadline = e.ack_by;
+            settled = e.status == SGMQ_STORE_ESC_RESPONDED;
+        }
     }
-    item->overdue = item->state != SGMQ_STATE_ACKNOWLEDGED && now > item->deadline;
+    //  Once the Executive has responded (or the session was held), a
+    //  member's missing acknowledgement of it no longer needs chasing.
+    item->overdue = item->state != SGMQ_STATE_ACKNOWLEDGED && now > item->deadline
+                 && !settled;
     return 0;
 }
 

@@ -665,11 +665,40 @@ s_next_reminder (sgmq_client_t *client, int ms)
     return NULL;
 }
 
+typedef struct {
+    uint64_t about;
+    int count;
+} s_overdue_t;
+
+static int
+s_count_overdue (const sgmq_pending_item_t *item, void *arg)
+{
+    s_overdue_t *o = arg;
+    //  The escalation, or the reminder (its title is the escalation's).
+    if (item->overdue && (item->seq == o->about
+                          || (item->kind == SGMQ_KIND_REMINDER && item->seq > o->about)))
+        o->count++;
+    return 0;
+}
+
+//  Overdue items in PENDING all that are escalation `about` or reminders
+//  stored after it.
+static int
+s_overdue_about (sgmq_client_t *executive, uint64_t about)
+{
+    s_overdue_t o = { about, 0 };
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_pending (executive, SGMQ_SCOPE_ALL, true, s_count_overdue,
+                                           &o, &error), 0);
+    return o.count;
+}
+
 static void
 test_escalation_overdue_reminded_until_resolved (void **state)
 {
     (void) state;
     s_cast_t *c = s_cast_new ("escalate", "deadlines/escalation-ack-by", s_ms (1000),
+                              "deadlines/ack-by", s_ms (1000),
                               "deadlines/repeat", s_ms (2000),
                               "deadlines/redeliver-first", "1h",
                               "deadlines/redeliver-max", "1h", NULL);
@@ -691,6 +720,9 @@ test_escalation_overdue_reminded_until_resolved (void **state)
     assert_string_equal (r->from, "sgmq-broker");
     uint64_t first_time = r->time, first_seq = r->seq;
     s_ack (exec1, r->seq);
+    //  Both Executive members' copies are overdue now (and, a second on,
+    //  the reminder's copies that nobody acknowledged).
+    assert_true (s_overdue_about (exec1, esc) >= 2);
     r = s_next_reminder (chair, 5000);
     assert_int_equal (r->seq, first_seq);
     s_ack (chair, r->seq);
@@ -701,8 +733,11 @@ test_escalation_overdue_reminded_until_resolved (void **state)
     assert_true (r->time - first_time >= (uint64_t) testutil_ms (2000));
     s_ack (exec1, r->seq);
 
-    //  The first Executive acknowledgement stops the ack reminders.
+    //  The first Executive acknowledgement stops the ack reminders, and
+    //  their copies are no longer overdue: only the other member's copy
+    //  of the escalation is, until it is answered.
     s_ack (exec1, esc);
+    assert_int_equal (s_overdue_about (exec1, esc), 1);
     sgmq_client_t *auditor = e2e_connect (c->e2e, c->auditor);
     //  Let one more repeat interval pass: no new ack-overdue reminder.
     assert_true (e2e_quiet (exec1, 3000));
@@ -725,6 +760,8 @@ test_escalation_overdue_reminded_until_resolved (void **state)
     while (d->kind == SGMQ_KIND_REMINDER)
         d = e2e_recv (chair, 5000);
     assert_int_equal (d->seq, resp);
+    //  Answered: nobody's missing acknowledgement of it is overdue now.
+    assert_int_equal (s_overdue_about (exec1, esc), 0);
     sgmq_client_destroy (&auditor);
     sgmq_client_destroy (&police);
     sgmq_client_destroy (&exec1);
