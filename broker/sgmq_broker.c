@@ -1371,6 +1371,15 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
     }
 }
 
+//  When a session's reminder timer first fires: `learning-notice` before
+//  its date, or at the date when that notice is already past.
+static uint64_t
+s_session_timer (sgmq_broker_t *self, uint64_t due, uint64_t now)
+{
+    uint64_t notice = sgmq_config_before (self->config, SGMQ_OPT_LEARNING_NOTICE, due);
+    return notice > now ? notice : due;
+}
+
 //  Tracking records and reminder timers of a newly stored message.
 static int
 s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
@@ -1428,9 +1437,11 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
             //  Sessions without a date (reviews other than CSPRs that gave
             //  none) are not tracked.
             if (rc == 0 && l.session_by)
-                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_SESSION, l.session_by);
+                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_SESSION,
+                                           s_session_timer (self, l.session_by, now));
             if (rc == 0 && l.reflection_by)
-                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_REFLECTION, l.reflection_by);
+                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_REFLECTION,
+                                           s_session_timer (self, l.reflection_by, now));
             break;
         }
         case SGMQ_KIND_LEARNING_UPDATE: {
@@ -1741,8 +1752,11 @@ s_fire_timer (sgmq_broker_t *self, sgmq_store_txn_t *txn,
         rc = sgmq_store_learning_put (txn, &l);
         r->reason = session ? SGMQ_REASON_SESSION_DUE : SGMQ_REASON_REFLECTION_DUE;
         r->due = session ? l.session_by : l.reflection_by;
-        r->count = 1;
-        //  The alert's groups and those who implement the learning; once.
+        r->count = l.reminders;
+        //  The notice ahead of the date, then one when it comes.
+        if (now < r->due)
+            rearm = r->due;
+        //  The alert's groups and those who implement the learning.
         for (const char *const *g = sgmq_config_group_ids (self->config); *g; g++)
             if (sgmq_config_learning_group (self->config, *g))
                 s_add_group (work, *g);

@@ -66,6 +66,7 @@ static const s_option_t s_options [] = {
     { SGMQ_OPT_REPEAT, "deadlines", "repeat", S_DURATION, "1wd", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_LEARNING_SESSION, "deadlines", "learning-session", S_DURATION, "14d", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_REFLECTION, "deadlines", "reflection", S_DURATION, "1y", S_SECOND, S_DEADLINE_MAX, NULL, true },
+    { SGMQ_OPT_LEARNING_NOTICE, "deadlines", "learning-notice", S_DURATION, "7d", S_SECOND, S_DEADLINE_MAX, NULL, false },
     { SGMQ_OPT_REDELIVER_FIRST, "deadlines", "redeliver-first", S_DURATION, "30s", 10 * S_MS, S_DAY, NULL, false },
     { SGMQ_OPT_REDELIVER_MAX, "deadlines", "redeliver-max", S_DURATION, "30m", 10 * S_MS, 7 * S_DAY, NULL, false },
     { SGMQ_OPT_MAX_TRIES, "deadlines", "max-tries", S_INT, "10", 1, 1000, NULL, false },
@@ -667,8 +668,17 @@ sgmq_config_deadline (const sgmq_config_t *self, sgmq_opt_t option, uint64_t fro
     if (d.years)
         return sgmq_time_add_years (from, (uint32_t) d.amount);
     if (d.days)
-        return sgmq_time_add_days (from, (uint32_t) (d.amount / S_DAY));
+        return sgmq_time_add_days (from, (int32_t) (d.amount / S_DAY));
     return from + d.amount;
+}
+
+uint64_t
+sgmq_config_before (const sgmq_config_t *self, sgmq_opt_t option, uint64_t due)
+{
+    sgmq_duration_t d = sgmq_config_duration (self, option);
+    if (d.days)
+        return sgmq_time_add_days (due, -(int32_t) (d.amount / S_DAY));
+    return due > d.amount ? due - d.amount : 0;
 }
 
 size_t

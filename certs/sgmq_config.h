@@ -55,6 +55,7 @@ typedef enum {
     SGMQ_OPT_REPEAT,            //  duration: between repeated reminders
     SGMQ_OPT_LEARNING_SESSION,  //  duration: learning session due after
     SGMQ_OPT_REFLECTION,        //  duration: reflection session due after
+    SGMQ_OPT_LEARNING_NOTICE,   //  duration: a session's first reminder before
     SGMQ_OPT_REDELIVER_FIRST,   //  duration: first redelivery
     SGMQ_OPT_REDELIVER_MAX,     //  duration: backoff ceiling
     SGMQ_OPT_MAX_TRIES,         //  int: deliveries before flagging
@@ -110,6 +111,12 @@ sgmq_duration_t
 uint64_t
     sgmq_config_deadline (const sgmq_config_t *self, sgmq_opt_t option,
                           uint64_t from);
+
+//  The time the duration option (in ms or days, not working days or
+//  years) before `due`: UK calendar days when in days; 0 if before 1970.
+uint64_t
+    sgmq_config_before (const sgmq_config_t *self, sgmq_opt_t option,
+                        uint64_t due);
 
 //  Groups: ids in file order, display names.
 size_t      sgmq_config_group_count (const sgmq_config_t *self);

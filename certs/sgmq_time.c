@@ -317,7 +317,7 @@ sgmq_time_add_working_days (uint64_t from, uint32_t count,
 //  The same UK time of day on the UK date `days` on from `from`'s, with
 //  the date clamped into its month (for years from 29 February).
 static uint64_t
-s_uk_date_add (uint64_t from, uint32_t years, uint32_t days)
+s_uk_date_add (uint64_t from, uint32_t years, int32_t days)
 {
     uint64_t local = from + s_uk_offset (from);
     int64_t y;
@@ -338,7 +338,7 @@ sgmq_time_add_years (uint64_t from, uint32_t years)
 }
 
 uint64_t
-sgmq_time_add_days (uint64_t from, uint32_t days)
+sgmq_time_add_days (uint64_t from, int32_t days)
 {
     return s_uk_date_add (from, 0, days);
 }

@@ -76,10 +76,11 @@ uint64_t
 uint64_t
     sgmq_time_add_years (uint64_t from, uint32_t years);
 
-//  `from` plus `days` calendar days: the same UK time of day on the UK
-//  date `days` later (23 or 25 hours across a clock change), as UTC ms.
+//  `from` plus `days` calendar days (back for a negative count): the same
+//  UK time of day on the UK date `days` on (23 or 25 hours across a clock
+//  change), as UTC ms.
 uint64_t
-    sgmq_time_add_days (uint64_t from, uint32_t days);
+    sgmq_time_add_days (uint64_t from, int32_t days);
 
 #ifdef __cplusplus
 }

@@ -1066,6 +1066,41 @@ test_session_defaults_are_for_csprs (void **state)
     s_cast_destroy (&c);
 }
 
+//  A session is reminded of `learning-notice` before its date, and again
+//  when the date comes without an update saying it was held.
+static void
+test_learning_sessions_reminded_ahead_and_when_due (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("notice", "deadlines/learning-notice", s_ms (1500), NULL);
+    sgmq_client_t *online = s_subscriber (c, c->online, 0);
+    sgmq_client_t *rrwg = e2e_connect (c->e2e, c->rrwg);
+    const char *groups [] = { "online-safety" };
+    uint64_t due = sgmq_time_now () + (uint64_t) testutil_ms (3000);
+    sgmq_body_t learning = s_learning (groups, 1, due, 0);
+    uint64_t alert;
+    sgmq_error_t error;
+    assert_int_equal (s_publish (rrwg, NULL, &learning, &alert, &error), 0);
+    s_ack (online, e2e_recv (online, 5000)->seq);
+    const sgmq_delivery_t *r = s_next_reminder (online, 5000);
+    assert_int_equal (r->body.u.reminder.reason, SGMQ_REASON_SESSION_DUE);
+    assert_int_equal (r->body.u.reminder.about, alert);
+    assert_int_equal (r->body.u.reminder.due, due);
+    assert_int_equal (r->body.u.reminder.count, 1);
+    assert_true (r->time < due);                //  ahead of the date
+    s_ack (online, r->seq);
+    r = s_next_reminder (online, 5000);
+    assert_int_equal (r->body.u.reminder.reason, SGMQ_REASON_SESSION_DUE);
+    assert_int_equal (r->body.u.reminder.count, 2);
+    assert_true (r->time >= due);               //  and when it came
+    s_ack (online, r->seq);
+    //  Then no more about it (the reflection is a year away).
+    assert_true (e2e_quiet (online, 1500));
+    sgmq_client_destroy (&rrwg);
+    sgmq_client_destroy (&online);
+    s_cast_destroy (&c);
+}
+
 static void
 test_stalled_subscriber_holds_nobody_up (void **state)
 {
@@ -1300,6 +1335,7 @@ main (void)
         cmocka_unit_test (test_report_carries_open_items_into_the_period),
         cmocka_unit_test (test_passed_deadlines_are_refused_but_retries_answered),
         cmocka_unit_test (test_session_defaults_are_for_csprs),
+        cmocka_unit_test (test_learning_sessions_reminded_ahead_and_when_due),
         cmocka_unit_test (test_stalled_subscriber_holds_nobody_up),
         cmocka_unit_test (test_due_reminders_with_a_full_store),
         cmocka_unit_test (test_one_try_flags_the_live_delivery),
