@@ -38,6 +38,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -68,11 +69,13 @@
 #define S_REPLAY_FRAME      (256 * 1024)
 //  Queued frames per peer in libzmq (receive and send): with frames of at
 //  most max-frame bytes this bounds what one connection can pin.
-#define S_RCVHWM            128
-#define S_SNDHWM            256
+//  (A review had one key's 16 sessions pin 1-2 GB with 128 and 256: a
+//  full window of deliveries is 16 frames, a replay's 16 MiB in flight 64.)
+#define S_RCVHWM            32
+#define S_SNDHWM            64
 //  A session's frame goes out once it holds this much (not at max-frame),
-//  so a peer that does not read pins about S_SNDHWM such frames (16 MiB of
-//  deliveries) in libzmq, not S_SNDHWM frames of max-frame (256 MiB).
+//  so a peer that does not read pins about S_SNDHWM such frames (4 MiB of
+//  deliveries) in libzmq, not S_SNDHWM frames of max-frame (64 MiB).
 #define S_SESSION_FRAME     (64 * 1024)
 //  libzmq checks ZMQ_MAXMSGSIZE against the CURVE MESSAGE on the wire,
 //  which carries the frame plus its box (nonce, MAC, flags: under 64
@@ -98,14 +101,18 @@
 #define S_TIMERS_RETRY_MAX_MS  10000
 //  Longest sleep when nothing is due (housekeeping still runs).
 #define S_IDLE_POLL_MS      1000
+//  How often free heap goes back to the system.
+#define S_TRIM_MS           10000
 //  Pending answers are computed up to this many items.
 #define S_PENDING_MAX       SGMQ_PROTO_MAX_ITEMS
 //  PENDING's cost is bounded: one request looks at this many deliveries at
 //  most (its page then ends early, with `next` to go on); once the requests
 //  of a turn have looked at S_PENDING_TURN_SCAN, the rest get 429; a session
 //  has at most S_PENDING_PER_TURN of its requests taken per turn.
-#define S_PENDING_SCAN      4000
-#define S_PENDING_TURN_SCAN 16000
+//  (Each item looked at is a body read and decode, about 40 us: a turn's
+//  PENDING work stays under about 100 ms, however many sessions ask.)
+#define S_PENDING_SCAN      1000
+#define S_PENDING_TURN_SCAN 2000
 #define S_PENDING_PER_TURN  2
 //  A `published` page token that ends inside a message (see
 //  s_pending_published): this bit, the seq above 16 bits (seqs stay below
@@ -365,6 +372,7 @@ struct _sgmq_broker_t {
     int64_t next_registry_scan;
     int64_t next_redeliver_scan;
     int64_t next_checkpoint;
+    int64_t next_trim;          //  s_mono ms of the next malloc_trim
     uint64_t next_store_timer;  //  wall ms; 0: none
     uint64_t s_next_store_timer;
     int64_t timers_retry_at;    //  after a failed batch: mono ms; 0: at once
@@ -3233,6 +3241,12 @@ s_housekeeping (sgmq_broker_t *self)
         s_registry_rescan (self);
         self->next_registry_scan = now + S_REGISTRY_SCAN_MS;
     }
+    if (now >= self->next_trim) {
+        //  Give back the heap that large frames of sessions now gone left
+        //  free (glibc keeps it otherwise: a review saw 577 MB stay).
+        malloc_trim (0);
+        self->next_trim = now + S_TRIM_MS;
+    }
     if (now >= self->next_checkpoint) {
         int rc = sgmq_store_checkpoint (self->store);
         if (rc && rc != SGMQ_STORE_E_INVALID)
@@ -3599,7 +3613,6 @@ s_bind (sgmq_broker_t *self, char *error)
     int one = 1;
     int64_t max_frame = sgmq_config_int (self->config, SGMQ_OPT_MAX_FRAME)
                       + S_CURVE_OVERHEAD;
-    int heartbeat = (int) sgmq_config_duration (self->config, SGMQ_OPT_HEARTBEAT).amount;
     int timeout = (int) sgmq_config_duration (self->config, SGMQ_OPT_SESSION_TIMEOUT).amount;
     if (sgmq_cert_apply_server (self->cert, handle)
     ||  zmq_setsockopt (handle, ZMQ_ZAP_DOMAIN, S_ZAP_DOMAIN, strlen (S_ZAP_DOMAIN))
@@ -3613,8 +3626,16 @@ s_bind (sgmq_broker_t *self, char *error)
     zsock_set_rcvhwm (self->router, S_RCVHWM);
     zsock_set_sndhwm (self->router, S_SNDHWM);
     zsock_set_handshake_ivl (self->router, S_HANDSHAKE_MS);
-    zsock_set_heartbeat_ivl (self->router, heartbeat);
-    zsock_set_heartbeat_timeout (self->router, timeout);
+    //  No ZMTP heartbeats from the broker: in libzmq 4.3.4 the heartbeat
+    //  timer writes to a connection whose peer reset it while its input
+    //  was stopped (its queue full), and asserts (!_io_error): one client
+    //  could abort the broker at will. Sessions end by their own timeout
+    //  (clients PING); TCP keepalive closes connections whose peer is gone.
+    int idle = timeout / 1000 > 1 ? timeout / 1000 : 1;
+    zsock_set_tcp_keepalive (self->router, 1);
+    zsock_set_tcp_keepalive_idle (self->router, idle);
+    zsock_set_tcp_keepalive_intvl (self->router, idle);
+    zsock_set_tcp_keepalive_cnt (self->router, 3);
     zsock_set_linger (self->router, S_LINGER_MS);
     const char *endpoint = sgmq_config_str (self->config, SGMQ_OPT_ENDPOINT);
     if (zsock_bind (self->router, "%s", endpoint) < 0) {

@@ -27,7 +27,7 @@
 //  An answer to a raw request comes within this (scaled).
 #define S_ANSWER_MS     5000
 //  Deliveries one PENDING request looks at (the broker's S_PENDING_SCAN).
-#define S_PENDING_SCAN  4000
+#define S_PENDING_SCAN  1000
 
 typedef struct {
     e2e_t *e2e;
