@@ -63,9 +63,13 @@
 #define S_FRAME_POOL_BYTES  (32 * 1024 * 1024)
 //  Reminders generated per turn (the rest wait for the next turn).
 #define S_TIMERS_PER_TURN   256
-//  Replay items sent per stream per turn, and the frame size a replay
-//  fills before sending (small frames keep a slow auditor's queue small).
+//  Replay and report items sent per turn, shared by the streams running
+//  (each gets at least S_REPLAY_MIN_SHARE): one stream goes at full speed,
+//  and sixteen reports (each item a body read and decode) no longer hold
+//  a turn for a second. And the frame size a replay fills before sending
+//  (small frames keep a slow auditor's queue small).
 #define S_REPLAY_PER_TURN   2048
+#define S_REPLAY_MIN_SHARE  64
 #define S_REPLAY_FRAME      (256 * 1024)
 //  Queued frames per peer in libzmq (receive and send): with frames of at
 //  most max-frame bytes this bounds what one connection can pin.
@@ -101,6 +105,8 @@
 #define S_TIMERS_RETRY_MAX_MS  10000
 //  Longest sleep when nothing is due (housekeeping still runs).
 #define S_IDLE_POLL_MS      1000
+//  A session's SUBSCRIBEs are taken at most this often (429 otherwise).
+#define S_SUBSCRIBE_GAP_MS  1000
 //  How often free heap goes back to the system.
 #define S_TRIM_MS           10000
 //  Pending answers are computed up to this many items.
@@ -219,6 +225,7 @@ struct _s_session_t {
     char key [SGMQ_CERT_KEY_TEXT + 1];
     char name [SGMQ_REGISTRY_MAX_NAME + 1];
     int64_t last_seen;
+    int64_t subscribed_at;      //  s_mono ms of its last SUBSCRIBE taken
     bool closing;               //  BYE or revoked: destroyed at end of turn
     //  Delivery state (applied after each commit)
     bool subscribed;
@@ -2677,7 +2684,16 @@ s_ack_time_cmp (const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-//  Up to S_REPLAY_PER_TURN replay items; 1 when the history is done.
+//  Items each stream may send this turn.
+static size_t
+s_stream_share (const sgmq_broker_t *self)
+{
+    size_t share = self->replays ? S_REPLAY_PER_TURN / self->replays : S_REPLAY_PER_TURN;
+    return share > S_REPLAY_MIN_SHARE ? share : S_REPLAY_MIN_SHARE;
+}
+
+//  Up to a share of S_REPLAY_PER_TURN replay items; 1 when the history is
+//  done.
 static int
 s_replay_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn)
 {
@@ -2690,7 +2706,8 @@ s_replay_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
     static sgmq_ack_event_t acks [SGMQ_PROTO_MAX_ACKS];
     static char keys [SGMQ_PROTO_MAX_ACKS][SGMQ_CERT_KEY_TEXT + 1];
     int done = 0;
-    for (size_t n = 0; iter && n < S_REPLAY_PER_TURN && !done; n++) {
+    size_t share = s_stream_share (self);
+    for (size_t n = 0; iter && n < share && !done; n++) {
         sgmq_store_record_t record;
         int rc = sgmq_store_iter_next (iter, &record);
         if (rc) {
@@ -2924,12 +2941,14 @@ s_report_learning (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     return 0;
 }
 
-//  Up to S_REPLAY_PER_TURN report items; 1 when REPORT-END is written.
+//  Up to a share of S_REPLAY_PER_TURN report items; 1 when REPORT-END is
+//  written.
 static int
 s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn)
 {
     s_replay_t *report = session->replay;
-    for (size_t n = 0; n < S_REPLAY_PER_TURN; n++) {
+    size_t share = s_stream_share (self);
+    for (size_t n = 0; n < share; n++) {
         sgmq_cmd_t item;
         //  Out here: the item points into e (group, acked_by) until it is
         //  written below.
@@ -3145,9 +3164,23 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
             case SGMQ_CMD_BYE:
                 s_close_later (self, session);
                 break;
+            case SGMQ_CMD_SUBSCRIBE:
+                //  Each SUBSCRIBE starts the stream afresh: all of the
+                //  backlog counted, a whole window sent again. A client
+                //  that repeated it in a loop held every turn for seconds.
+                if (session->subscribed_at
+                &&  s_mono () - session->subscribed_at < S_SUBSCRIBE_GAP_MS) {
+                    s_error (self, session, cmd->id, SGMQ_E_BUSY, NULL, "a session "
+                             "subscribes at most once a second; it is subscribed");
+                    break;
+                }
+                session->subscribed_at = s_mono ();
+                if (s_queue_add (&self->work, &self->work_capacity, &self->work_count,
+                                 session, cmd, principal))
+                    retained = true;
+                break;
             case SGMQ_CMD_PUBLISH:
             case SGMQ_CMD_ACK:
-            case SGMQ_CMD_SUBSCRIBE:
                 if (s_queue_add (&self->work, &self->work_capacity, &self->work_count,
                                  session, cmd, principal))
                     retained = true;

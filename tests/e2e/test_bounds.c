@@ -278,6 +278,17 @@ test_repeated_acks_free_one_slot (void **state)
                 s_unacked (delivered, acked), window);
         assert_int_equal (s_unacked (delivered, acked), window);
     }
+    //  SUBSCRIBE starts the stream afresh (the whole backlog counted, the
+    //  window sent again): of two in one frame, the second is 429 (the
+    //  first too when the first SUBSCRIBE was less than a second ago).
+    sgmq_cmd_t again [2];
+    for (int i = 0; i < 2; i++)
+        again [i] = (sgmq_cmd_t) { .cmd = SGMQ_CMD_SUBSCRIBE, .id = ++raw->ids,
+                                   .u.subscribe.window = window };
+    s_raw_send (raw, again, 2);
+    const sgmq_cmd_t *answer = s_raw_answer (raw, again [1].id, delivered, S_BACKLOG + 1);
+    assert_int_equal (answer->cmd, SGMQ_CMD_ERROR);
+    assert_int_equal (answer->u.error.code, SGMQ_E_BUSY);
     s_raw_destroy (&raw);
     s_cast_destroy (&c);
 }
