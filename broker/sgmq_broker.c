@@ -107,7 +107,8 @@
 #define S_IDLE_POLL_MS      1000
 //  A session's SUBSCRIBEs are taken at most this often (429 otherwise).
 #define S_SUBSCRIBE_GAP_MS  1000
-//  How often free heap goes back to the system.
+//  How often free heap goes back to the system and dead readers' slots
+//  in the store are freed.
 #define S_TRIM_MS           10000
 //  Pending answers are computed up to this many items.
 #define S_PENDING_MAX       SGMQ_PROTO_MAX_ITEMS
@@ -3278,6 +3279,17 @@ s_housekeeping (sgmq_broker_t *self)
         //  Give back the heap that large frames of sessions now gone left
         //  free (glibc keeps it otherwise: a review saw 577 MB stay).
         malloc_trim (0);
+        //  A backup killed mid-copy leaves a reader slot that stops LMDB
+        //  reusing pages: the file grew by 0.5 GB in 20 s in a review.
+        int cleared = 0;
+        int rc = sgmq_store_reader_check (self->store, &cleared);
+        if (rc)
+            s_log (S_LOG_WARNING, "cannot check the store's readers: %s",
+                   sgmq_store_strerror (rc));
+        else
+        if (cleared)
+            s_log (S_LOG_WARNING, "freed %d reader slot%s left by a process that died "
+                   "(a backup killed mid-copy?)", cleared, cleared == 1 ? "" : "s");
         self->next_trim = now + S_TRIM_MS;
     }
     if (now >= self->next_checkpoint) {

@@ -604,9 +604,10 @@ s_disk_low (sgmq_store_t *self)
     struct statvfs st;
     if (statvfs (self->dir, &st) != 0)
         return false;
-    //  root may write into the blocks reserved for it
-    unsigned long long blocks = geteuid () == 0 ? st.f_bfree : st.f_bavail;
-    return blocks * st.f_frsize < S_FULL_EIO_SLACK;
+    //  f_bavail for root too: f_bfree counts blocks ext4 keeps back from
+    //  everyone, so a full disk's short write (LMDB's EIO) read as
+    //  "unavailable" (503) instead of "full" (507) for a broker run as root.
+    return (unsigned long long) st.f_bavail * st.f_frsize < S_FULL_EIO_SLACK;
 }
 
 //  Map an LMDB or system error to what the caller sees, marking the
@@ -3398,6 +3399,14 @@ s_ckpt_fn (sgmq_store_txn_t *txn, void *arg)
     if (!rc && txn->head_seq > last)
         rc = s_ckpt_put (txn);
     return rc;
+}
+
+int
+sgmq_store_reader_check (sgmq_store_t *self, int *cleared)
+{
+    assert (self && cleared);
+    *cleared = 0;
+    return self->env ? mdb_reader_check (self->env, cleared) : 0;
 }
 
 int

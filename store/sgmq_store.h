@@ -525,6 +525,13 @@ int __attribute__ ((warn_unused_result))
 size_t
     sgmq_store_map_size (sgmq_store_t *self);
 
+//  Free the reader slots of processes that have died (a backup killed in
+//  the middle of its copy): each pins the pages of its snapshot, so no page
+//  freed since could be reused and the file would grow without end. Sets
+//  *cleared to the number freed. 0 or an LMDB error.
+int __attribute__ ((warn_unused_result))
+    sgmq_store_reader_check (sgmq_store_t *self, int *cleared);
+
 #ifdef __cplusplus
 }
 #endif

@@ -967,6 +967,40 @@ s_idem_fn (sgmq_store_txn_t *txn, void *arg)
     return 0;
 }
 
+//  A process that died holding a read transaction (a backup killed in its
+//  copy) leaves a reader slot; the check frees it, and only such slots.
+static void
+test_dead_readers_freed (void **state)
+{
+    fx_t *fx = *state;
+    int cleared = -1;
+    CHECK_OK (sgmq_store_reader_check (fx->store, &cleared));
+    assert_int_equal (cleared, 0);
+    pid_t pid = fork ();
+    assert_true (pid >= 0);
+    if (pid == 0) {
+        MDB_env *env;
+        MDB_txn *txn;
+        if (mdb_env_create (&env) || mdb_env_set_maxdbs (env, 32)
+        ||  mdb_env_open (env, fx->dir, MDB_RDONLY | MDB_NOTLS, 0600)
+        ||  mdb_txn_begin (env, NULL, MDB_RDONLY, &txn))
+            _exit (1);
+        _exit (0);              //  dies holding it
+    }
+    int status;
+    assert_int_equal (waitpid (pid, &status, 0), pid);
+    assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    //  A live reader of this process is kept.
+    int rc;
+    sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+    assert_non_null (txn);
+    CHECK_OK (sgmq_store_reader_check (fx->store, &cleared));
+    assert_int_equal (cleared, 1);
+    CHECK_OK (sgmq_store_reader_check (fx->store, &cleared));
+    assert_int_equal (cleared, 0);
+    sgmq_store_read_end (&txn);
+}
+
 static void
 test_idempotency (void **state)
 {
@@ -999,6 +1033,19 @@ test_idempotency (void **state)
     assert_int_equal (idem.out [3].seq, 2);
     assert_false (idem.out [3].duplicate);
     assert_int_equal (s_head (fx->store), 2);
+    //  Looked up without appending: each sender's own.
+    int rc;
+    uint64_t seq = 0;
+    sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+    assert_non_null (txn);
+    CHECK_OK (sgmq_store_ref_find (txn, idem.msgs [0].sender, "client-ref-1", &seq));
+    assert_int_equal (seq, 1);
+    CHECK_OK (sgmq_store_ref_find (txn, "health", "client-ref-1", &seq));
+    assert_int_equal (seq, 2);
+    CHECK_RC (sgmq_store_ref_find (txn, "health", "client-ref-2", &seq),
+              SGMQ_STORE_E_NOT_FOUND);
+    CHECK_RC (sgmq_store_ref_find (txn, "", "client-ref-1", &seq), SGMQ_STORE_E_NOT_FOUND);
+    sgmq_store_read_end (&txn);
 
     //  in a later txn, after reopen: still a duplicate, nothing stored
     fx_reopen (fx);
@@ -1012,9 +1059,8 @@ test_idempotency (void **state)
     CHECK_RC (idem.rcs [1], SGMQ_STORE_E_CONFLICT);
     assert_int_equal (s_head (fx->store), 2);
     //  the duplicate created no deliveries
-    int rc;
     uint64_t count;
-    sgmq_store_txn_t *txn = sgmq_store_read (fx->store, &rc);
+    txn = sgmq_store_read (fx->store, &rc);
     CHECK_OK (sgmq_store_unacked_count (txn, "exec-children", &count));
     assert_int_equal (count, 2);
     sgmq_store_read_end (&txn);
@@ -3355,6 +3401,7 @@ main (void)
         T (test_iterate_queries),
         T (test_iterate_in_write),
         T (test_idempotency),
+        T (test_dead_readers_freed),
         T (test_deliveries),
         T (test_delivered_at_append),
         T (test_unacked_order),
