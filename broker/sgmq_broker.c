@@ -3316,7 +3316,11 @@ s_scan_sessions (sgmq_broker_t *self)
     bool busy = false;
     for (s_session_t *session = zhashx_first (self->sessions); session;
          session = zhashx_next (self->sessions)) {
-        if (now - session->last_seen > timeout) {
+        //  An auditor reading a long history sends nothing until it ends
+        //  (a verify of a large store timed out at 800,000 items): a
+        //  session with a stream is not judged by its silence. If its
+        //  client is gone, the send fails or TCP keepalive ends it.
+        if (now - session->last_seen > timeout && !session->replay) {
             s_close_later (self, session);
             continue;
         }

@@ -31,7 +31,7 @@
 
 typedef struct {
     e2e_t *e2e;
-    char *police, *exec1, *exec2, *rrwg;
+    char *police, *exec1, *exec2, *rrwg, *auditor;
 } s_cast_t;
 
 //  `ack_by`: the deployment's ack deadline for all but escalations (as
@@ -55,6 +55,8 @@ s_cast_new (const char *tag, int64_t ack_by)
     c->rrwg = e2e_principal (c->e2e, "rrwg.cert", "Rapid Review Working Group chair",
                              "Local Authority", "member",
                              "rapid-review-working-group");
+    c->auditor = e2e_principal (c->e2e, "auditor.cert", "Independent scrutineer",
+                                "Safeguarding Partnership", "auditor", NULL);
     assert_int_equal (e2e_start (c->e2e, NULL), 0);
     return c;
 }
@@ -68,6 +70,7 @@ s_cast_destroy (s_cast_t **c_p)
     free (c->exec1);
     free (c->exec2);
     free (c->rrwg);
+    free (c->auditor);
     free (c);
     *c_p = NULL;
 }
@@ -182,7 +185,7 @@ s_raw_answer (s_raw_t *raw, uint64_t id, bool *delivered, size_t max)
 }
 
 static s_raw_t *
-s_raw_new (e2e_t *e2e, const char *cert_path)
+s_raw_new_hwm (e2e_t *e2e, const char *cert_path, int rcvhwm)
 {
     char error [SGMQ_CERT_ERROR_SIZE];
     sgmq_cert_t *cert = sgmq_cert_load (cert_path, error);
@@ -196,6 +199,10 @@ s_raw_new (e2e_t *e2e, const char *cert_path)
     assert_int_equal (sgmq_cert_apply_client (cert, zsock_resolve (raw->sock),
                                               sgmq_cert_public_key (server)), 0);
     zsock_set_linger (raw->sock, 0);
+    if (rcvhwm) {
+        zsock_set_rcvhwm (raw->sock, rcvhwm);
+        zsock_set_rcvbuf (raw->sock, 65536);
+    }
     assert_int_equal (zsock_connect (raw->sock, "%s", e2e->endpoint), 0);
     sgmq_cert_destroy (&cert);
     sgmq_cert_destroy (&server);
@@ -203,6 +210,12 @@ s_raw_new (e2e_t *e2e, const char *cert_path)
     s_raw_send (raw, &hello, 1);
     assert_int_equal (s_raw_answer (raw, hello.id, NULL, 0)->cmd, SGMQ_CMD_WELCOME);
     return raw;
+}
+
+static s_raw_t *
+s_raw_new (e2e_t *e2e, const char *cert_path)
+{
+    return s_raw_new_hwm (e2e, cert_path, 0);
 }
 
 static void
@@ -505,6 +518,46 @@ test_pending_work_is_bounded (void **state)
 //  --------------------------------------------------------------------------
 //  Far deadlines
 
+//  An auditor reading a long history slowly sends nothing until it ends:
+//  the stream's progress keeps its session alive past the session timeout
+//  (a review's verify of a large store failed at 800,000 items). The
+//  client takes one frame at a time, so the broker's queue to it fills.
+static void
+test_long_replay_outlives_the_session_timeout (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("bounds-replay", 0);
+    assert_int_equal (e2e_stop (c->e2e), 0);
+    e2e_config_set (c->e2e, "limits/heartbeat", "100ms");
+    char timeout [32];
+    snprintf (timeout, sizeof timeout, "%lldms", (long long) testutil_ms (300));
+    e2e_config_set (c->e2e, "limits/session-timeout", timeout);
+    assert_int_equal (e2e_start (c->e2e, NULL), 0);
+    const int count = 80000;    //  more than the broker's queue to one peer
+    for (int i = 0; i < count; i += 10000)
+        s_escalate_many (c, 10000);
+    s_raw_t *auditor = s_raw_new_hwm (c->e2e, c->auditor, 1);
+    sgmq_cmd_t replay = { .cmd = SGMQ_CMD_REPLAY, .id = ++auditor->ids };
+    s_raw_send (auditor, &replay, 1);
+    int64_t started = testutil_now_ms ();
+    int items = 0;
+    const sgmq_cmd_t *cmd;
+    while ((cmd = s_raw_next (auditor))->cmd == SGMQ_CMD_REPLAY_ITEM) {
+        items++;
+        if (auditor->next == auditor->count)
+            usleep (20000);     //  a slow reader: a frame at a time
+    }
+    printf ("    %d items in %lld ms (session timeout %s)\n", items,
+            (long long) (testutil_now_ms () - started), timeout);
+    if (cmd->cmd == SGMQ_CMD_ERROR)
+        fail_msg ("the replay ended after %d items: %d %s", items,
+                  cmd->u.error.code, cmd->u.error.reason);
+    assert_int_equal (cmd->cmd, SGMQ_CMD_REPLAY_END);
+    assert_int_equal (items, count);
+    s_raw_destroy (&auditor);
+    s_cast_destroy (&c);
+}
+
 static void
 test_far_deadline_does_not_spin (void **state)
 {
@@ -530,6 +583,7 @@ main (void)
         cmocka_unit_test (test_pages_lose_nothing),
         cmocka_unit_test (test_pending_work_is_bounded),
         cmocka_unit_test (test_far_deadline_does_not_spin),
+        cmocka_unit_test (test_long_replay_outlives_the_session_timeout),
     };
     if (sodium_init () < 0)
         return 1;
