@@ -1176,6 +1176,17 @@ sgmq_client_pending (sgmq_client_t *self, sgmq_scope_t scope, bool overdue,
 //  --------------------------------------------------------------------------
 //  Replay and verification
 
+//  Before a stream is asked for: a round trip that says HELLO again when
+//  the session was lost (a broker restart, a long pause), as every other
+//  request does; the stream's request itself is not answered at once.
+static int
+s_session_alive (sgmq_client_t *self, sgmq_error_t *error)
+{
+    sgmq_cmd_t ping = { .cmd = SGMQ_CMD_PING };
+    const sgmq_cmd_t *pong = NULL;
+    return s_call_again (self, &ping, &pong, error);
+}
+
 sgmq_replay_t *
 sgmq_client_replay (sgmq_client_t *self, const sgmq_replay_query_t *query,
                     sgmq_error_t *error)
@@ -1188,6 +1199,10 @@ sgmq_client_replay (sgmq_client_t *self, const sgmq_replay_query_t *query,
     sgmq_replay_t *replay = calloc (1, sizeof *replay);
     if (!replay) {
         s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
+        return NULL;
+    }
+    if (s_session_alive (self, error)) {
+        free (replay);
         return NULL;
     }
     sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_REPLAY, .id = s_new_id (self) };
@@ -1304,6 +1319,10 @@ sgmq_client_report (sgmq_client_t *self, uint64_t since, uint64_t until,
     sgmq_report_t *report = calloc (1, sizeof *report);
     if (!report) {
         s_fail (error, SGMQ_CLIENT_E_INTERNAL, NULL, "out of memory");
+        return NULL;
+    }
+    if (s_session_alive (self, error)) {
+        free (report);
         return NULL;
     }
     sgmq_cmd_t cmd = { .cmd = SGMQ_CMD_REPORT, .id = s_new_id (self) };

@@ -357,6 +357,24 @@ s_collect (const sgmq_pending_item_t *item, void *arg)
     return 0;
 }
 
+//  Items of a whole replay (fails the test if it does not end well).
+static int
+s_replayed (sgmq_client_t *auditor)
+{
+    sgmq_error_t error;
+    sgmq_replay_t *replay = sgmq_client_replay (auditor, NULL, &error);
+    if (!replay)
+        fail_msg ("replay: %d %s", error.code, error.reason);
+    const sgmq_replay_item_t *item;
+    int rc, items = 0;
+    while ((rc = sgmq_replay_next (replay, &item, &error)) == 1)
+        items++;
+    if (rc)
+        fail_msg ("replay after %d items: %d %s", items, error.code, error.reason);
+    sgmq_replay_destroy (&replay);
+    return items;
+}
+
 static void
 test_restart_loses_nothing_and_keeps_acks (void **state)
 {
@@ -369,6 +387,8 @@ test_restart_loses_nothing_and_keeps_acks (void **state)
     assert_int_equal (e2e_recv (exec1, 5000)->seq, a);
     s_ack (exec1, a);
     sgmq_client_destroy (&exec1);
+    sgmq_client_t *auditor = e2e_connect (c->e2e, c->auditor);
+    assert_int_equal (s_replayed (auditor), 2);
 
     //  A clean restart.
     assert_int_equal (e2e_stop (c->e2e), 0);
@@ -380,6 +400,19 @@ test_restart_loses_nothing_and_keeps_acks (void **state)
     uint64_t e = e2e_escalate (police, "exploitation", "D before the crash");
     e2e_kill (c->e2e);
     assert_int_equal (e2e_start (c->e2e, NULL), 0);
+    //  The auditor's old client, too, for a replay and a report (their
+    //  answers stream, so it makes sure of its session first).
+    assert_int_equal (s_replayed (auditor), 4);
+    sgmq_error_t report_error;
+    sgmq_report_t *report = sgmq_client_report (auditor, 0, 0, &report_error);
+    assert_non_null (report);
+    const sgmq_cmd_t *report_item;
+    int report_rc;
+    while ((report_rc = sgmq_report_next (report, &report_item, &report_error)) == 1)
+        ;
+    assert_int_equal (report_rc, 0);
+    sgmq_report_destroy (&report);
+    sgmq_client_destroy (&auditor);
 
     exec1 = e2e_connect (c->e2e, c->exec1);
     s_items_t items = { .count = 0 };
