@@ -153,6 +153,10 @@
 #define S_TIMER_REFLECTION  4u
 //  In the data directory: held (flock) while a broker runs.
 #define S_LOCK_FILE         "broker.lock"
+//  What `sgmq init` leaves in a new deployment's data folder: the broker
+//  makes a new, empty store only where it finds it (and then removes it).
+#define S_NEW_STORE_FILE    "new-store"
+#define S_STORE_FILE        "data.mdb"
 
 //  --------------------------------------------------------------------------
 //  Logging: one line per event, level-filtered, to stderr (journald adds
@@ -3498,6 +3502,31 @@ s_deployment_close (s_deployment_t *d)
     sgmq_config_destroy (&d->config);
 }
 
+//  The store must be there unless `sgmq init` marked the data folder for a
+//  new one: a data volume that failed to mount, or a restore to the wrong
+//  place, would otherwise start a new, empty history, numbered from 1
+//  again, with every confirmed message gone from view. Sets *new_store
+//  when the folder is so marked. 0, or -1 with `error` set.
+static int
+s_store_expected (const char *data, bool *new_store, char *error)
+{
+    char path [4200];
+    struct stat st;
+    snprintf (path, sizeof path, "%s/%s", data, S_STORE_FILE);
+    if (stat (path, &st) == 0)
+        return 0;
+    snprintf (path, sizeof path, "%s/%s", data, S_NEW_STORE_FILE);
+    *new_store = stat (path, &st) == 0;
+    if (*new_store)
+        return 0;
+    snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%.150s: no store here (%s is missing). "
+              "If this deployment has stored messages, its data folder is not where "
+              "the config says, was not mounted, or was lost: restore it from a "
+              "backup (docs/operations.md). To begin a new, empty history on purpose, "
+              "create the file %.150s/%s", data, S_STORE_FILE, data, S_NEW_STORE_FILE);
+    return -1;
+}
+
 //  With `check`, a deployment whose broker is running (its data directory
 //  is locked) is checked up to the store, which is left alone: *running
 //  says so.
@@ -3545,12 +3574,9 @@ s_deployment_open (s_deployment_t *d, const char *config_path, bool check,
         goto out_wipe;
     }
     const char *data = sgmq_config_str (d->config, SGMQ_OPT_DATA);
-    struct stat st;
-    if (stat (data, &st) != 0 && mkdir (data, 0700) != 0) {
-        snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s: cannot create the data "
-                  "directory: %s", data, strerror (errno));
+    bool new_store = false;
+    if (s_store_expected (data, &new_store, error))
         goto out_wipe;
-    }
     //  LMDB lets two processes write one store; two brokers would both
     //  number messages. One broker per data directory, held by a lock.
     char lock_path [4200];
@@ -3576,6 +3602,11 @@ s_deployment_open (s_deployment_t *d, const char *config_path, bool check,
     };
     int rc = 0;
     d->store = sgmq_store_open (data, &options, &rc, why, sizeof why);
+    if (d->store && new_store && !check) {
+        char marker [4200];
+        snprintf (marker, sizeof marker, "%s/%s", data, S_NEW_STORE_FILE);
+        unlink (marker);
+    }
     if (!d->store) {
         snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s", why);
         goto out_wipe;

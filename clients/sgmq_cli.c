@@ -786,6 +786,19 @@ s_init (s_args_t *args)
         snprintf (error, sizeof error, "%s: cannot create: %s", certs, strerror (errno));
         rc = -1;
     }
+    //  The broker makes a new, empty store only where this marker is
+    //  (never where a store went missing).
+    if (rc == 0) {
+        char *marker = s_path (data, "new-store");
+        int fd = marker ? open (marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+        if (fd < 0) {
+            snprintf (error, sizeof error, "%s: cannot create: %s", data, strerror (errno));
+            rc = -1;
+        }
+        else
+            close (fd);
+        free (marker);
+    }
     if (rc == 0) {
         char config_error [SGMQ_CONFIG_ERROR_SIZE];
         sgmq_config_t *check = sgmq_config_load (config, config_error);

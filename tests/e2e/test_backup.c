@@ -394,12 +394,60 @@ test_check_leaves_an_older_store_as_it_is (void **state)
     e2e_destroy (&e2e);
 }
 
+//  A store that goes missing (a data volume not mounted, a restore to the
+//  wrong place) is not replaced by a new, empty one numbered from 1 again:
+//  the broker and its check refuse; only `sgmq init`'s marker (or one an
+//  operator makes) lets a new store be made, and the first start removes it.
+static void
+test_missing_store_is_not_replaced (void **state)
+{
+    (void) state;
+    e2e_t *e2e = e2e_new ("missing", NULL);
+    char *data = s_path (e2e->dir, "data");
+    char *file = s_path (data, "data.mdb");
+    char *marker = s_path (data, "new-store");
+    char *aside = s_path (e2e->dir, "data.mdb.aside");
+    struct stat st;
+    assert_int_equal (stat (marker, &st), 0);
+    assert_int_equal (e2e_start (e2e, NULL), 0);
+    assert_int_equal (e2e_stop (e2e), 0);
+    assert_int_equal (stat (marker, &st), -1);              //  used up
+    assert_int_equal (rename (file, aside), 0);
+    char *out = NULL, *err = NULL;
+    assert_int_equal (s_broker (&out, &err, "--config", e2e->config, "--check-config",
+                                NULL, NULL), 1);
+    assert_non_null (strstr (err, "no store here (data.mdb is missing)"));
+    free (out);
+    free (err);
+    out = err = NULL;
+    assert_int_equal (s_broker (&out, &err, "--config", e2e->config, NULL, NULL, NULL), 1);
+    assert_non_null (strstr (err, "restore it from a backup"));
+    free (out);
+    free (err);
+    assert_int_equal (stat (file, &st), -1);                //  nothing made
+    //  Put back, it starts; and an operator's marker makes a new one.
+    assert_int_equal (rename (aside, file), 0);
+    assert_int_equal (e2e_start (e2e, NULL), 0);
+    assert_int_equal (e2e_stop (e2e), 0);
+    assert_int_equal (unlink (file), 0);
+    assert_int_equal (testutil_write_file (marker, "", 0), 0);
+    assert_int_equal (e2e_start (e2e, NULL), 0);
+    assert_int_equal (e2e_stop (e2e), 0);
+    assert_int_equal (stat (file, &st), 0);
+    free (aside);
+    free (marker);
+    free (file);
+    free (data);
+    e2e_destroy (&e2e);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_backup_under_load_restores),
         cmocka_unit_test (test_check_leaves_an_older_store_as_it_is),
+        cmocka_unit_test (test_missing_store_is_not_replaced),
     };
     if (sodium_init () < 0)
         return 1;

@@ -239,6 +239,10 @@ s_full_setup (s_fix_t *f, bool cap)
     char *data = s_path (f->disk, "data");
     assert_int_equal (mkdir (data, 0700), 0);
     e2e_config_set (f->e2e, "sgmq/data", data);
+    //  A new data folder: marked for a new store, as `sgmq init` does.
+    char *marker = s_path (data, "new-store");
+    assert_int_equal (testutil_write_file (marker, "", 0), 0);
+    free (marker);
     free (data);
     if (f->cap)
         e2e_config_set (f->e2e, "limits/map-size-max", S_CAP_SMALL);
