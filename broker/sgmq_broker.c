@@ -1173,6 +1173,16 @@ s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
     for (size_t i = 0; i < count; i++)
         if (unique == 0 || strcmp (recipients [unique - 1], recipients [i]))
             recipients [unique++] = recipients [i];
+    //  Learning that reaches nobody is not learning shared: say so (unless
+    //  this is a retry of one stored when its groups had members).
+    uint64_t stored;
+    if (!unique && work->kind == SGMQ_KIND_LEARNING
+    &&  !(ref && sgmq_store_ref_find (txn, sender, ref, &stored) == 0)) {
+        s_refuse (work, SGMQ_E_BAD_VALUE, "body.groups", "no principal with the member "
+                  "role is in %s: nobody would receive it", work->group_count == 1
+                  ? "that group" : "those groups");
+        return 0;
+    }
 
     //  Who gets it live: the store records those deliveries with the
     //  append itself, one write per recipient instead of two.

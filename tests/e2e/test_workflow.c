@@ -1068,6 +1068,12 @@ test_session_defaults_are_for_csprs (void **state)
     assert_int_equal (s_publish (rrwg, NULL, &learning, &cspr, &error), 0);
     learning.u.learning.review_type = SGMQ_REVIEW_AUDIT;
     assert_int_equal (s_publish (rrwg, NULL, &learning, &audit, &error), 0);
+    //  Learning for a group nobody is a member of reaches nobody: refused.
+    const char *empty [] = { "qa-performance" };
+    sgmq_body_t nobody = s_learning (empty, 1, 0, 0);
+    assert_int_equal (s_publish (rrwg, NULL, &nobody, NULL, &error), SGMQ_E_BAD_VALUE);
+    assert_string_equal (error.field, "body.groups");
+    assert_non_null (strstr (error.reason, "nobody would receive it"));
     for (int i = 0; i < 2; i++)
         s_ack (online, e2e_recv (online, 5000)->seq);
     assert_true (e2e_quiet (online, 1500));
