@@ -37,6 +37,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
@@ -392,6 +393,7 @@ struct _sgmq_broker_t {
     int64_t next_store_warning; //  "batch not stored": mono ms
     uint64_t store_unwarned;
     bool any_blocked;           //  a replay waits for a slow auditor
+    DIR *certs_listing;         //  the certs folder, open from the start
     bool replay_more;           //  a replay has more to send right away
     size_t replays;             //  sessions with a replay running
     volatile sig_atomic_t stop;
@@ -873,6 +875,43 @@ s_registry_same (const sgmq_registry_t *a, const sgmq_registry_t *b)
 //  is gone admits nobody (revoking everyone must not fail open); one that
 //  cannot be read otherwise (a disk error, too many files) keeps who was
 //  admitted, with a warning at most once a minute.
+static int
+s_strcmp_p (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+//  The current principals but those whose cert file is no longer listed
+//  in the certs folder held open; NULL when it cannot be read.
+static sgmq_registry_t *
+s_registry_listed (sgmq_broker_t *self)
+{
+    if (!self->certs_listing)
+        return NULL;
+    rewinddir (self->certs_listing);
+    zlistx_t *names = zlistx_new ();
+    if (!names)
+        return NULL;
+    zlistx_set_destructor (names, (zlistx_destructor_fn *) zstr_free);
+    bool ok = true;
+    errno = 0;
+    for (struct dirent *entry; ok && (entry = readdir (self->certs_listing)); )
+        if (entry->d_name [0] != '.')
+            ok = zlistx_add_end (names, strdup (entry->d_name)) != NULL;
+    ok = ok && errno == 0;
+    size_t count = zlistx_size (names);
+    const char **files = ok ? calloc (count + 1, sizeof *files) : NULL;
+    size_t n = 0;
+    for (char *name = files ? zlistx_first (names) : NULL; name; name = zlistx_next (names))
+        files [n++] = name;
+    if (files)
+        qsort (files, n, sizeof *files, s_strcmp_p);
+    sgmq_registry_t *registry = files ? sgmq_registry_keep (self->registry, files, n) : NULL;
+    free (files);
+    zlistx_destroy (&names);
+    return registry;
+}
+
 static sgmq_registry_t *
 s_registry_reload (sgmq_broker_t *self, const char *dir)
 {
@@ -897,6 +936,11 @@ s_registry_reload (sgmq_broker_t *self, const char *dir)
     }
     else
     if (!registry) {
+        //  Peers can hold every descriptor (each connection is one): the
+        //  folder, held open from the start, still lists which certs are
+        //  there, and a removed one is revoked. (The signature stays, so
+        //  a whole reload follows once files can be opened again.)
+        registry = s_registry_listed (self);
         if (!self->registry_warned || s_mono () - self->registry_warned >= 60000) {
             if (!*error) {
                 //  The signature failed before any load: a load names why.
@@ -906,10 +950,11 @@ s_registry_reload (sgmq_broker_t *self, const char *dir)
             if (!*error)
                 snprintf (error, sizeof error, "%s: cannot read the certs "
                           "directory", dir);
-            s_log (S_LOG_WARNING, "%s; keeping the current principals", error);
+            s_log (S_LOG_WARNING, "%s; keeping the current principals%s", error,
+                   registry ? " but those whose cert file is gone" : "");
             self->registry_warned = s_mono ();
         }
-        return NULL;
+        return registry;
     }
     if (registry) {
         memcpy (self->registry_sig, signature, sizeof signature);
@@ -1122,12 +1167,6 @@ s_add_group (s_work_t *work, const char *group)
     s_copy (work->group_copy [work->group_count], SGMQ_PROTO_MAX_NAME + 1, group);
     work->groups [work->group_count] = work->group_copy [work->group_count];
     work->group_count++;
-}
-
-static int
-s_strcmp_p (const void *a, const void *b)
-{
-    return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
 //  Whether a new message goes to this session now: it is subscribed, its
@@ -3767,6 +3806,7 @@ sgmq_broker_new (const char *config_path, char *error)
         if (strcmp (level, s_level_names [i]) == 0)
             s_log_level = (s_level_t) i;
     s_registry_log_problems (self->registry);
+    self->certs_listing = opendir (sgmq_config_str (self->config, SGMQ_OPT_CERTS));
     int year = s_holidays_missing (self->config);
     if (year)
         s_log (S_LOG_WARNING, S_HOLIDAYS_MISSING, year);
@@ -3871,6 +3911,8 @@ sgmq_broker_destroy (sgmq_broker_t **self_p)
         s_signalled = NULL;
     zsock_destroy (&self->router);
     zsock_destroy (&self->zap);
+    if (self->certs_listing)
+        closedir (self->certs_listing);
     zhashx_destroy (&self->by_name);
     zhashx_destroy (&self->sessions);
     zlistx_destroy (&self->dirty);

@@ -430,6 +430,53 @@ sgmq_registry_new_empty (void)
     return s_registry_new (0);
 }
 
+static sgmq_principal_t *
+s_principal_copy (const sgmq_principal_t *from)
+{
+    sgmq_principal_t *copy = calloc (1, sizeof *copy);
+    if (!copy)
+        return NULL;
+    *copy = *from;
+    copy->file = strdup (from->file);
+    copy->name = strdup (from->name);
+    copy->agency = strdup (from->agency);
+    bool ok = copy->file && copy->name && copy->agency;
+    for (size_t g = 0; g < from->group_count; g++)
+        ok &= (copy->groups [g] = strdup (from->groups [g])) != NULL;
+    if (!ok) {
+        s_principal_free (copy);
+        return NULL;
+    }
+    return copy;
+}
+
+sgmq_registry_t *
+sgmq_registry_keep (const sgmq_registry_t *self, const char *const *files,
+                    size_t count)
+{
+    assert (self);
+    sgmq_registry_t *copy = s_registry_new (self->count);
+    for (size_t i = 0; copy && i < self->count; i++) {
+        const sgmq_principal_t *principal = self->principals [i];
+        const char *base = strrchr (principal->file, '/');
+        base = base ? base + 1 : principal->file;
+        if (!count || !bsearch (&base, files, count, sizeof *files, s_strcmp_p))
+            continue;
+        sgmq_principal_t *kept = s_principal_copy (principal);
+        if (!kept) {
+            sgmq_registry_destroy (&copy);
+            break;
+        }
+        copy->principals [copy->count++] = kept;
+        zhashx_insert (copy->by_key, kept->key, kept);
+        if (!zhashx_lookup (copy->by_name, kept->name))
+            zhashx_insert (copy->by_name, kept->name, kept);
+    }
+    if (copy && s_build_memberships (copy))
+        sgmq_registry_destroy (&copy);
+    return copy;
+}
+
 sgmq_registry_t *
 sgmq_registry_load (const char *dir, const char *const *groups,
                     size_t group_count, char *error)

@@ -65,6 +65,14 @@ sgmq_registry_t *
 sgmq_registry_t *
     sgmq_registry_new_empty (void);
 
+//  A copy holding only the principals whose cert file name is among
+//  `files` (sorted, as strcmp): what a listing of the certs directory
+//  alone says when no file can be opened (every descriptor taken): the
+//  removed are revoked, nothing is added or changed. NULL if out of memory.
+sgmq_registry_t *
+    sgmq_registry_keep (const sgmq_registry_t *self, const char *const *files,
+                        size_t count);
+
 void
     sgmq_registry_destroy (sgmq_registry_t **self_p);
 

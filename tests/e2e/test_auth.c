@@ -10,7 +10,9 @@
 #include "sgmq_registry.h"
 
 #include <czmq.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -504,6 +506,92 @@ test_oversized_frame_does_not_stop_the_broker (void **state)
     sgmq_client_destroy (&other);
 }
 
+//  Descriptors the broker has open (the count in /proc).
+static int
+s_open_fds (pid_t pid)
+{
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/fd", (int) pid);
+    DIR *dir = opendir (path);
+    int count = 0;
+    for (struct dirent *entry; dir && (entry = readdir (dir)); )
+        count += entry->d_name [0] != '.';
+    if (dir)
+        closedir (dir);
+    return count;
+}
+
+//  Peers holding every descriptor the broker may open do not stop a
+//  revocation (a review: the certs rescan failed with EMFILE, the broker
+//  kept the principals it had, and the revoked key went on publishing).
+static void
+test_revocation_with_descriptors_exhausted (void **state)
+{
+    (void) state;
+    e2e_t *e2e = e2e_new ("auth-fds", NULL);
+    char *revokee = e2e_principal (e2e, "revokee.cert", "Education forum member",
+                                   "A primary school", "member,publisher",
+                                   "education-forum");
+    char *flooder = e2e_principal (e2e, "flooder.cert", "Executive member (ICB)",
+                                   "Integrated Care Board", "member", "executive");
+    //  The broker starts with a low descriptor limit, so a few dozen
+    //  connections take them all.
+    const rlim_t limit = 64;
+    struct rlimit old, low;
+    assert_int_equal (getrlimit (RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = limit;
+    assert_int_equal (setrlimit (RLIMIT_NOFILE, &low), 0);
+    int rc = e2e_start (e2e, NULL);
+    assert_int_equal (setrlimit (RLIMIT_NOFILE, &old), 0);
+    assert_int_equal (rc, 0);
+    sgmq_client_t *open = e2e_connect (e2e, revokee);
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_ping (open, &error), 0);
+
+    char cert_error [SGMQ_CERT_ERROR_SIZE];
+    sgmq_cert_t *cert = sgmq_cert_load (flooder, cert_error);
+    sgmq_cert_t *server = sgmq_cert_load (e2e->server_cert, cert_error);
+    assert_non_null (cert);
+    assert_non_null (server);
+    enum { CONNECTIONS = 80 };
+    zsock_t *socks [CONNECTIONS];
+    for (int i = 0; i < CONNECTIONS; i++) {
+        socks [i] = zsock_new (ZMQ_DEALER);
+        assert_int_equal (sgmq_cert_apply_client (cert, zsock_resolve (socks [i]),
+                                                  sgmq_cert_public_key (server)), 0);
+        zsock_set_linger (socks [i], 0);
+        assert_int_equal (zsock_connect (socks [i], "%s", e2e->endpoint), 0);
+    }
+    int64_t deadline = testutil_now_ms () + testutil_ms (10000);
+    while (s_open_fds (e2e->pid) < (int) limit && testutil_now_ms () < deadline)
+        zclock_sleep (20);
+    printf ("    broker descriptors: %d of %d\n", s_open_fds (e2e->pid), (int) limit);
+    assert_true (s_open_fds (e2e->pid) >= (int) limit);
+
+    //  Removed while no descriptor is free: refused within the rescan.
+    char admitted [1024];
+    snprintf (admitted, sizeof admitted, "%s/certs/revokee.cert", e2e->dir);
+    assert_int_equal (unlink (admitted), 0);
+    deadline = testutil_now_ms () + testutil_ms (5000);
+    bool refused = false;
+    while (!refused && testutil_now_ms () < deadline) {
+        refused = sgmq_client_ping (open, &error) == -1;
+        if (!refused)
+            zclock_sleep (50);
+    }
+    assert_true (refused);
+    assert_int_equal (error.code, SGMQ_E_NOT_AUTHORISED);
+    for (int i = 0; i < CONNECTIONS; i++)
+        zsock_destroy (&socks [i]);
+    sgmq_cert_destroy (&cert);
+    sgmq_cert_destroy (&server);
+    sgmq_client_destroy (&open);
+    e2e_destroy (&e2e);
+    free (flooder);
+    free (revokee);
+}
+
 int
 main (void)
 {
@@ -521,6 +609,7 @@ main (void)
     };
     const struct CMUnitTest alone [] = {
         cmocka_unit_test (test_bad_deployments_stop_the_broker),
+        cmocka_unit_test (test_revocation_with_descriptors_exhausted),
     };
     if (sodium_init () < 0)
         return 1;
