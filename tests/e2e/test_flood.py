@@ -22,8 +22,11 @@ import tempfile
 import threading
 import time
 
-import msgpack
 import zmq
+
+# The wire helpers of the other Python client (written from PROTOCOL.md).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_python_client import commands_of, frame, read_zpl_value  # noqa: E402
 
 SCALE = max(1.0, float(os.environ.get("SGMQ_TEST_SCALE", "1")))
 CONNECTIONS = 8
@@ -32,29 +35,12 @@ FLOOD_S = 3.0
 STORED = 300                    # escalations, so that PENDING all is large
 
 
-def zpl_value(path, key):
-    with open(path) as f:
-        for line in f:
-            name, sep, value = line.strip().partition("=")
-            if sep and name.strip() == key:
-                return value.strip().strip('"')
-    raise KeyError(key)
-
-
-def frame(*commands):
-    return msgpack.packb(["SGMQ", 1, *commands], use_bin_type=True)
-
-
-def commands_of(data):
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)[2:]
-
-
 class Client:
     def __init__(self, ctx, endpoint, deployment, cert, **options):
         self.sock = ctx.socket(zmq.DEALER)
-        self.sock.curve_publickey = zpl_value(cert + "_secret", "public-key").encode()
-        self.sock.curve_secretkey = zpl_value(cert + "_secret", "secret-key").encode()
-        self.sock.curve_serverkey = zpl_value(os.path.join(deployment, "broker.cert"),
+        self.sock.curve_publickey = read_zpl_value(cert + "_secret", "public-key").encode()
+        self.sock.curve_secretkey = read_zpl_value(cert + "_secret", "secret-key").encode()
+        self.sock.curve_serverkey = read_zpl_value(os.path.join(deployment, "broker.cert"),
                                               "public-key").encode()
         self.sock.linger = 0
         for name, value in options.items():

@@ -236,63 +236,50 @@ test_time_counts_working_days (void **state)
 }
 
 //  A year after publication (the reflection session) is the same date,
-//  not 365 days: those fall a day early across 29 February.
+//  not 365 days: those fall a day early across 29 February. And a learning
+//  session "14d" after publication is on the UK date 14 days on at the
+//  same UK time, not 336 hours (an hour off across a change of clocks).
 static void
-test_time_adds_calendar_years (void **state)
+test_time_adds_calendar_years_and_days (void **state)
 {
     (void) state;
-    const struct { const char *from; uint32_t years; const char *due; } cases [] = {
+    const struct { const char *from; uint32_t years; int32_t days; const char *due; } cases [] = {
         //  across 29 February 2028: 366 days
-        { "2027-06-01T10:00:00Z", 1, "2028-06-01T10:00:00Z" },
-        { "2027-01-15T10:00:00Z", 1, "2028-01-15T10:00:00Z" },
+        { "2027-06-01T10:00:00Z", 1, 0, "2028-06-01T10:00:00Z" },
+        { "2027-01-15T10:00:00Z", 1, 0, "2028-01-15T10:00:00Z" },
         //  from 29 February: 28 February of a common year, 29 of a leap one
-        { "2028-02-29T12:00:00Z", 1, "2029-02-28T12:00:00Z" },
-        { "2028-02-29T12:00:00Z", 4, "2032-02-29T12:00:00Z" },
+        { "2028-02-29T12:00:00Z", 1, 0, "2029-02-28T12:00:00Z" },
+        { "2028-02-29T12:00:00Z", 4, 0, "2032-02-29T12:00:00Z" },
         //  UK dates and times: 27 March 2027 12:00 GMT (summer time starts
         //  on the 28th), a year on summer time has begun (26 March 2028):
         //  12:00 BST is 11:00 UTC
-        { "2027-03-27T12:00:00Z", 1, "2028-03-27T11:00:00Z" },
+        { "2027-03-27T12:00:00Z", 1, 0, "2028-03-27T11:00:00Z" },
         //  00:30 BST on 1 June 2027 is 23:30 UTC on 31 May: counted from
         //  the UK date, 1 June 2028 00:30 BST
-        { "2027-05-31T23:30:00Z", 1, "2028-05-31T23:30:00Z" },
-        { "2026-11-27T09:00:00Z", 10, "2036-11-27T09:00:00Z" },
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
-        uint64_t from;
-        char text [SGMQ_TIME_TEXT_SIZE];
-        assert_int_equal (sgmq_time_parse (cases [i].from, false, &from), 0);
-        sgmq_time_format (sgmq_time_add_years (from, cases [i].years), text);
-        if (strcmp (text, cases [i].due) != 0)
-            fail_msg ("%s + %uy: %s, wanted %s", cases [i].from,
-                      cases [i].years, text, cases [i].due);
-    }
-}
-
-//  A learning session "14d" after publication is on the UK date 14 days
-//  on at the same UK time, not 336 hours (an hour off across a change).
-static void
-test_time_adds_calendar_days (void **state)
-{
-    (void) state;
-    const struct { const char *from; uint32_t days; const char *due; } cases [] = {
+        { "2027-05-31T23:30:00Z", 1, 0, "2028-05-31T23:30:00Z" },
+        { "2026-11-27T09:00:00Z", 10, 0, "2036-11-27T09:00:00Z" },
         //  Friday 27 March 2026 10:00 GMT: summer time starts on the 29th,
         //  so 10 April 10:00 BST, 09:00 UTC (336 hours would be 11:00 BST)
-        { "2026-03-27T10:00:00Z", 14, "2026-04-10T09:00:00Z" },
+        { "2026-03-27T10:00:00Z", 0, 14, "2026-04-10T09:00:00Z" },
         //  and back: 20 October 10:00 BST to 3 November 10:00 GMT
-        { "2026-10-20T09:00:00Z", 14, "2026-11-03T10:00:00Z" },
+        { "2026-10-20T09:00:00Z", 0, 14, "2026-11-03T10:00:00Z" },
         //  00:30 BST on 1 July (30 June 23:30 UTC) to 15 July 00:30 BST
-        { "2026-06-30T23:30:00Z", 14, "2026-07-14T23:30:00Z" },
+        { "2026-06-30T23:30:00Z", 0, 14, "2026-07-14T23:30:00Z" },
         //  across 29 February and a year end
-        { "2028-02-20T12:00:00Z", 14, "2028-03-05T12:00:00Z" },
-        { "2026-12-25T12:00:00Z", 14, "2027-01-08T12:00:00Z" },
+        { "2028-02-20T12:00:00Z", 0, 14, "2028-03-05T12:00:00Z" },
+        { "2026-12-25T12:00:00Z", 0, 14, "2027-01-08T12:00:00Z" },
+        //  and back (a notice a week ahead): 3 April 10:00 BST to 27 March
+        //  10:00 GMT
+        { "2026-04-03T09:00:00Z", 0, -7, "2026-03-27T10:00:00Z" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         uint64_t from;
         char text [SGMQ_TIME_TEXT_SIZE];
         assert_int_equal (sgmq_time_parse (cases [i].from, false, &from), 0);
-        sgmq_time_format (sgmq_time_add_days (from, cases [i].days), text);
+        sgmq_time_format (cases [i].years ? sgmq_time_add_years (from, cases [i].years)
+                                          : sgmq_time_add_days (from, cases [i].days), text);
         if (strcmp (text, cases [i].due) != 0)
-            fail_msg ("%s + %ud: %s, wanted %s", cases [i].from,
+            fail_msg ("%s + %uy %dd: %s, wanted %s", cases [i].from, cases [i].years,
                       cases [i].days, text, cases [i].due);
     }
 }
@@ -795,8 +782,7 @@ main (void)
         cmocka_unit_test (test_zpl_writes_what_zconfig_reads),
         cmocka_unit_test (test_time_parses_and_formats_utc_and_uk),
         cmocka_unit_test (test_time_counts_working_days),
-        cmocka_unit_test (test_time_adds_calendar_years),
-        cmocka_unit_test (test_time_adds_calendar_days),
+        cmocka_unit_test (test_time_adds_calendar_years_and_days),
         cmocka_unit_test (test_keyfiles_are_private_and_checked),
         cmocka_unit_test (test_secrets_leave_no_copy_in_the_heap),
         cmocka_unit_test (test_cert_round_trip_in_zcert_format),
