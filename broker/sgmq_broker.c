@@ -3651,7 +3651,7 @@ s_deployment_open (s_deployment_t *d, const char *config_path, bool check,
     };
     int rc = 0;
     d->store = sgmq_store_open (data, &options, &rc, why, sizeof why);
-    if (d->store && new_store && !check) {
+    if (d->store && new_store) {
         char marker [4200];
         snprintf (marker, sizeof marker, "%s/%s", data, S_NEW_STORE_FILE);
         unlink (marker);
