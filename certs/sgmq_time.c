@@ -183,7 +183,9 @@ sgmq_time_parse (const char *text, bool end_of_day, uint64_t *ms)
             return -1;          //  before 1970 in UTC
         *ms = wall - (uint64_t) offset;
     }
-    return 0;
+    //  An offset west of 9999-12-31 would be year 10000 in UTC.
+    uint64_t end = (uint64_t) s_days_from_civil (S_YEAR_MAX + 1, 1, 1) * SGMQ_TIME_MS_PER_DAY;
+    return *ms < end ? 0 : -1;
 }
 
 char *
@@ -210,10 +212,15 @@ sgmq_time_format (uint64_t ms, char *buf)
 char *
 sgmq_time_format_uk (uint64_t ms, char *buf)
 {
-    bool summer = s_uk_offset (ms) != 0;
+    //  (Any uint a client sent may come here: years past 9999 too.)
+    bool summer = ms < UINT64_MAX - 3600 * S_MS_PER_SECOND && s_uk_offset (ms) != 0;
     sgmq_time_format (ms + (summer ? 3600 * S_MS_PER_SECOND : 0), buf);
-    snprintf (buf + 16, SGMQ_TIME_TEXT_SIZE - 16, " %s", summer ? "BST" : "GMT");
-    buf [10] = ' ';
+    char *t = strchr (buf, 'T');
+    if (t && strlen (t) >= 6) {
+        *t = ' ';
+        snprintf (t + 6, SGMQ_TIME_TEXT_SIZE - (size_t) (t + 6 - buf), " %s",
+                  summer ? "BST" : "GMT");
+    }
     return buf;
 }
 
@@ -301,11 +308,12 @@ sgmq_time_add_working_days (uint64_t from, uint32_t count,
     uint64_t local = from + s_uk_offset (from);
     int64_t day = sgmq_time_day (local);
     uint64_t time_of_day = local % SGMQ_TIME_MS_PER_DAY;
-    //  Raised on a weekend or holiday, the count starts with the next
-    //  working day, whole: one working day from a Sunday is the end of
-    //  Monday, not Monday at the Sunday's hour.
-    if (!s_working_day (day, holidays, holiday_count))
-        time_of_day = SGMQ_TIME_MS_PER_DAY - 1;
+    //  Raised on a weekend or holiday, the count starts from the next
+    //  working day, which counts whole: one working day from Sunday 01:00
+    //  is Tuesday 01:00, not Monday 01:00 (an hour of working time). The
+    //  time of day stays, so reminders keep the hour things were raised.
+    while (!s_working_day (day, holidays, holiday_count))
+        day++;
     while (count) {
         day++;
         if (s_working_day (day, holidays, holiday_count))
@@ -327,6 +335,8 @@ s_uk_date_add (uint64_t from, uint32_t years, int32_t days)
     if (d > s_month_days (y, m))
         d = s_month_days (y, m);
     int64_t day = s_days_from_civil (y, m, d) + days;
+    if (day < 0)
+        return 0;               //  before 1970
     return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY
                         + local % SGMQ_TIME_MS_PER_DAY);
 }

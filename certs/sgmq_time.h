@@ -65,8 +65,9 @@ bool     sgmq_time_weekend (int64_t day);
 //  `from` plus `count` working days: the same UK time of day on the
 //  count-th following UK date that is neither a weekend day nor one of the
 //  `holidays` (day numbers of UK dates, sorted ascending), as UTC ms. From
-//  a weekend day or holiday, the end (last ms) of the count-th working day
-//  from it: the first working day counts whole. count 0 returns `from`.
+//  a weekend day or holiday the count starts from the next working day,
+//  which counts whole (Sunday 01:00 + 1: Tuesday 01:00). count 0 returns
+//  `from`.
 uint64_t
     sgmq_time_add_working_days (uint64_t from, uint32_t count,
                                 const int64_t *holidays, size_t holiday_count);
@@ -78,7 +79,7 @@ uint64_t
 
 //  `from` plus `days` calendar days (back for a negative count): the same
 //  UK time of day on the UK date `days` on (23 or 25 hours across a clock
-//  change), as UTC ms.
+//  change), as UTC ms; 0 if that is before 1970.
 uint64_t
     sgmq_time_add_days (uint64_t from, int32_t days);
 

@@ -169,9 +169,12 @@ test_time_parses_and_formats_utc_and_uk (void **state)
     assert_string_equal (sgmq_time_format_uk (ms, text), "2026-07-01 00:30 BST");
     assert_int_equal (sgmq_time_parse ("2026-12-04T17:00:59Z", false, &ms), 0);
     assert_string_equal (sgmq_time_format_uk (ms, text), "2026-12-04 17:00 GMT");
+    //  Any uint from the wire: a far year still reads as one.
+    assert_string_equal (sgmq_time_format_uk (UINT64_MAX, text), "584556019-04-03 14:25 GMT");
     const char *bad [] = { "2026-02-29", "2026-13-01", "2026-12-01T24:00Z",
                            "2026-12-01T09:00:00+1:00", "2026-12-01T09:00:00+15:00",
                            "2026-12-01T09:00:00+01:00x", "1970-01-01T00:30+01:00",
+                           "9999-12-31T23:59-14:00",
                            "1969-12-31", "26-12-01", "2026-12-01x", "", "tomorrow" };
     for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++)
         assert_int_equal (sgmq_time_parse (bad [i], false, &ms), -1);
@@ -206,23 +209,24 @@ test_time_counts_working_days (void **state)
     due = sgmq_time_add_working_days (from, 1, may, 1);
     assert_string_equal (sgmq_time_format (due, text), "2026-05-04T23:30:00Z");
     //  Saturday 00:30 BST (Friday 23:30 UTC) is a weekend day: the count
-    //  starts with Monday, whole, so the end of Monday (23:59:59.999 BST),
-    //  not Monday 00:30 nor Tuesday.
+    //  starts from Monday, which counts whole: Tuesday 00:30 BST (not
+    //  Monday 00:30, which left half an hour of working time).
     assert_int_equal (sgmq_time_parse ("2026-05-01T23:30:00Z", false, &from), 0);
     due = sgmq_time_add_working_days (from, 1, NULL, 0);
-    assert_string_equal (sgmq_time_format (due, text), "2026-05-04T22:59:59.999Z");
-    //  Sunday 01:00 GMT + 1 and Saturday 10:00 + 5 (with Christmas):
-    //  the end of Monday; Mon 21 .. Thu 24, (25), (28), Tue 29.
+    assert_string_equal (sgmq_time_format (due, text), "2026-05-04T23:30:00Z");
+    //  Sunday 01:00 GMT + 1: Tuesday 01:00. Saturday 10:00 + 5, with
+    //  Christmas: from Monday 21, Tue 22 .. Thu 24, (25), (28), Tue 29,
+    //  Wed 30.
     assert_int_equal (sgmq_time_parse ("2026-12-06T01:00:00Z", false, &from), 0);
     due = sgmq_time_add_working_days (from, 1, NULL, 0);
-    assert_string_equal (sgmq_time_format (due, text), "2026-12-07T23:59:59.999Z");
+    assert_string_equal (sgmq_time_format (due, text), "2026-12-08T01:00:00Z");
     assert_int_equal (sgmq_time_parse ("2026-12-19T10:00:00Z", false, &from), 0);
     due = sgmq_time_add_working_days (from, 5, holidays, 2);
-    assert_string_equal (sgmq_time_format (due, text), "2026-12-29T23:59:59.999Z");
-    //  A holiday itself (Christmas Day): the end of the next working day.
+    assert_string_equal (sgmq_time_format (due, text), "2026-12-30T10:00:00Z");
+    //  A holiday itself (Christmas Day): from Tuesday 29, so Wednesday 30.
     assert_int_equal (sgmq_time_parse ("2026-12-25T15:00:00Z", false, &from), 0);
     due = sgmq_time_add_working_days (from, 1, holidays, 2);
-    assert_string_equal (sgmq_time_format (due, text), "2026-12-29T23:59:59.999Z");
+    assert_string_equal (sgmq_time_format (due, text), "2026-12-30T15:00:00Z");
     //  Across the end of summer time (25 October 2026): Friday 23 October
     //  09:00 BST is 08:00 UTC; Monday 26 October 09:00 GMT is 09:00 UTC.
     assert_int_equal (sgmq_time_parse ("2026-10-23T08:00:00Z", false, &from), 0);
