@@ -106,6 +106,8 @@
 #define S_TIMERS_RETRY_MAX_MS  10000
 //  Longest sleep when nothing is due (housekeeping still runs).
 #define S_IDLE_POLL_MS      1000
+//  Session timeouts a stream may stay blocked before its session ends.
+#define S_STREAM_STALLS     4
 //  A session's SUBSCRIBEs are taken at most this often (429 otherwise).
 #define S_SUBSCRIBE_GAP_MS  1000
 //  How often free heap goes back to the system and dead readers' slots
@@ -219,6 +221,7 @@ typedef struct {
     uint64_t count;             //  items sent (REPORT: escalations)
     uint64_t learning;          //  REPORT: learning items sent
     bool blocked;               //  the client is not reading
+    int64_t blocked_since;      //  s_mono ms it became so
     bool ended;                 //  the end command is written
     sgmq_proto_writer_t *out;   //  frame being filled or waiting to go
 } s_replay_t;
@@ -2671,6 +2674,8 @@ s_replay_send (sgmq_broker_t *self, s_session_t *session)
                     sgmq_proto_writer_data (replay->out),
                     sgmq_proto_writer_size (replay->out))) {
         if (errno == EAGAIN) {
+            if (!replay->blocked)
+                replay->blocked_since = s_mono ();
             replay->blocked = true;
             return -1;
         }
@@ -3224,8 +3229,8 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
                 //  that repeated it in a loop held every turn for seconds.
                 if (session->subscribed_at
                 &&  s_mono () - session->subscribed_at < S_SUBSCRIBE_GAP_MS) {
-                    s_error (self, session, cmd->id, SGMQ_E_BUSY, NULL, "a session "
-                             "subscribes at most once a second; it is subscribed");
+                    s_error (self, session, cmd->id, SGMQ_E_BUSY, NULL, "a session's "
+                             "SUBSCRIBE is taken at most once a second");
                     break;
                 }
                 session->subscribed_at = s_mono ();
@@ -3371,9 +3376,14 @@ s_scan_sessions (sgmq_broker_t *self)
          session = zhashx_next (self->sessions)) {
         //  An auditor reading a long history sends nothing until it ends
         //  (a verify of a large store timed out at 800,000 items): a
-        //  session with a stream is not judged by its silence. If its
-        //  client is gone, the send fails or TCP keepalive ends it.
-        if (now - session->last_seen > timeout && !session->replay) {
+        //  session whose stream moves is not judged by its silence. One
+        //  whose client stopped reading ends after S_STREAM_STALLS
+        //  timeouts (libzmq lets a queue take more only once half of it
+        //  was read, so a slow reader blocks the stream for a while).
+        const s_replay_t *stream = session->replay;
+        bool streaming = stream && !(stream->blocked && now - stream->blocked_since
+                                                        > S_STREAM_STALLS * timeout);
+        if (now - session->last_seen > timeout && !streaming) {
             s_close_later (self, session);
             continue;
         }
