@@ -3564,10 +3564,10 @@ s_deployment_close (s_deployment_t *d)
 //  The store must be there unless `sgmq init` marked the data folder for a
 //  new one: a data volume that failed to mount, or a restore to the wrong
 //  place, would otherwise start a new, empty history, numbered from 1
-//  again, with every confirmed message gone from view. Sets *new_store
-//  when the folder is so marked. 0, or -1 with `error` set.
+//  again, with every confirmed message gone from view. 0, or -1 with
+//  `error` set.
 static int
-s_store_expected (const char *data, bool *new_store, char *error)
+s_store_expected (const char *data, char *error)
 {
     char path [4200];
     struct stat st;
@@ -3575,8 +3575,7 @@ s_store_expected (const char *data, bool *new_store, char *error)
     if (stat (path, &st) == 0)
         return 0;
     snprintf (path, sizeof path, "%s/%s", data, S_NEW_STORE_FILE);
-    *new_store = stat (path, &st) == 0;
-    if (*new_store)
+    if (stat (path, &st) == 0)
         return 0;
     snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%.150s: no store here (%s is missing). "
               "If this deployment has stored messages, its data folder is not where "
@@ -3633,8 +3632,7 @@ s_deployment_open (s_deployment_t *d, const char *config_path, bool check,
         goto out_wipe;
     }
     const char *data = sgmq_config_str (d->config, SGMQ_OPT_DATA);
-    bool new_store = false;
-    if (s_store_expected (data, &new_store, error))
+    if (s_store_expected (data, error))
         goto out_wipe;
     //  LMDB lets two processes write one store; two brokers would both
     //  number messages. One broker per data directory, held by a lock.
@@ -3661,7 +3659,9 @@ s_deployment_open (s_deployment_t *d, const char *config_path, bool check,
     };
     int rc = 0;
     d->store = sgmq_store_open (data, &options, &rc, why, sizeof why);
-    if (d->store && new_store) {
+    if (d->store) {
+        //  A store exists now: the marker has done its work (left about,
+        //  it would let a lost store be replaced later).
         char marker [4200];
         snprintf (marker, sizeof marker, "%s/%s", data, S_NEW_STORE_FILE);
         unlink (marker);

@@ -409,11 +409,18 @@ test_missing_store_is_not_replaced (void **state)
     char *aside = s_path (e2e->dir, "data.mdb.aside");
     struct stat st;
     assert_int_equal (stat (marker, &st), 0);
+    //  A check before the first start makes the store: the marker goes
+    //  then (a review found it stayed, and a later loss was replaced).
+    char *out = NULL, *err = NULL;
+    assert_int_equal (s_broker (&out, &err, "--config", e2e->config, "--check-config",
+                                NULL, NULL), 0);
+    free (out);
+    free (err);
+    out = err = NULL;
+    assert_int_equal (stat (marker, &st), -1);              //  used up
     assert_int_equal (e2e_start (e2e, NULL), 0);
     assert_int_equal (e2e_stop (e2e), 0);
-    assert_int_equal (stat (marker, &st), -1);              //  used up
     assert_int_equal (rename (file, aside), 0);
-    char *out = NULL, *err = NULL;
     assert_int_equal (s_broker (&out, &err, "--config", e2e->config, "--check-config",
                                 NULL, NULL), 1);
     assert_non_null (strstr (err, "no store here (data.mdb is missing)"));
