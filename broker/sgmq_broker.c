@@ -1338,7 +1338,7 @@ s_check_due (sgmq_store_txn_t *txn, s_work_t *work, uint64_t due, const char *fi
         return 0;
     char when [SGMQ_TIME_TEXT_SIZE];
     s_refuse (work, SGMQ_E_BAD_VALUE, field, "%s (%s) has already passed", what,
-              sgmq_time_format (due, when));
+              sgmq_time_format_uk (due, when));
     return -1;
 }
 

@@ -372,52 +372,70 @@ s_carried (const sgmq_tracker_t *self, uint64_t time)
     return self->since && time < self->since;
 }
 
+//  Whether a deadline counts in this period's rates: it was met, or it
+//  passed unmet, within the period (and by now). So each deadline counts
+//  once, in the papers of the period it fell in, however long its item is
+//  carried from one period to the next.
+static bool
+s_due_in_period (const sgmq_tracker_t *self, uint64_t by, uint64_t met)
+{
+    if (!by)
+        return false;
+    uint64_t at = met && met <= by ? met : by;
+    uint64_t end = self->until && self->until < self->now ? self->until : self->now;
+    return at >= self->since && at <= end;
+}
+
 static void
 s_summarise (sgmq_tracker_t *self, s_summary_t *sum)
 {
     memset (sum, 0, sizeof *sum);
+    //  Counts are of the period's own items (one carried in was counted in
+    //  the papers of its own period), rates of the deadlines that fell in
+    //  the period, overdue now of everything listed.
     for (size_t i = 0; i < self->escalation_count; i++) {
         s_escalation_t *e = &self->escalations [i];
-        if (s_carried (self, e->time))
-            sum->escalations_carried++;
-        else {
-            sum->raised++;
-            if (e->severity > 0 && e->severity < SGMQ_SEVERITY_COUNT_)
-                sum->by_severity [e->severity]++;
-        }
-        //  A deadline counts once it is met or has passed. A response
-        //  before any acknowledgement meets the acknowledgement's too.
+        sum->overdue_now += s_overdue_now (e, self->now) != NULL;
+        //  A response before any acknowledgement meets the acknowledgement's
+        //  deadline too.
         bool responded = e->status == SGMQ_ESC_RESPONDED;
-        if (e->acked_at || responded || self->now > e->ack_by) {
+        uint64_t acked = e->acked_at ? e->acked_at : responded ? e->responded_at : 0;
+        if (s_due_in_period (self, e->ack_by, acked)) {
             sum->ack_due++;
-            sum->acked_on_time += (e->acked_at || responded) && !e->overdue_ack;
+            sum->acked_on_time += acked && !e->overdue_ack;
         }
-        if (responded || (e->respond_by && self->now > e->respond_by)) {
+        if (s_due_in_period (self, e->respond_by, e->responded_at)) {
             sum->response_due++;
             sum->responded_on_time += responded && !e->overdue_response;
         }
+        if (s_carried (self, e->time)) {
+            sum->escalations_carried++;
+            continue;
+        }
+        sum->raised++;
+        if (e->severity > 0 && e->severity < SGMQ_SEVERITY_COUNT_)
+            sum->by_severity [e->severity]++;
         sum->responded += responded;
-        sum->overdue_now += s_overdue_now (e, self->now) != NULL;
     }
     for (size_t i = 0; i < self->learning_count; i++) {
         s_learning_t *l = &self->learning [i];
-        if (s_carried (self, l->time))
-            sum->learning_carried++;
-        else
-            sum->learning_published++;
-        sum->recipients += l->recipient_count;
-        for (uint32_t r = 0; r < l->recipient_count; r++)
-            sum->recipients_acked += l->recipients [r].acked_at != 0;
-        //  Count a session once it is held or its deadline has passed.
-        if (l->session_by && (l->session_held || self->now > l->session_by)) {
+        if (s_due_in_period (self, l->session_by, l->session_held)) {
             sum->sessions_due++;
             sum->sessions_on_time += l->session_held && l->session_held <= l->session_by;
         }
-        if (l->reflection_by && (l->reflection_held || self->now > l->reflection_by)) {
+        if (s_due_in_period (self, l->reflection_by, l->reflection_held)) {
             sum->reflections_due++;
             sum->reflections_on_time += l->reflection_held
                                      && l->reflection_held <= l->reflection_by;
         }
+        if (s_carried (self, l->time)) {
+            sum->learning_carried++;
+            continue;
+        }
+        sum->learning_published++;
+        sum->recipients += l->recipient_count;
+        for (uint32_t r = 0; r < l->recipient_count; r++)
+            sum->recipients_acked += l->recipients [r].acked_at != 0;
     }
 }
 
@@ -550,6 +568,8 @@ s_agency_tallies (sgmq_tracker_t *self, s_tally_t *tallies, size_t max)
     size_t count = 0;
     for (size_t i = 0; i < self->learning_count; i++) {
         s_learning_t *l = &self->learning [i];
+        if (s_carried (self, l->time))
+            continue;           //  counted in its own period's papers
         for (uint32_t r = 0; r < l->recipient_count; r++) {
             s_recipient_t *rec = &l->recipients [r];
             s_tally_t *t = s_tally (tallies, &count, max, rec->agency);
@@ -701,11 +721,12 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
         fprintf (out, "<tr><th>Raised before the period and still open at its start"
                  "</th><td>%zu</td></tr>\n", sum.escalations_carried);
     fputs ("<tr><th>Acknowledged (or responded to) by the Executive within "
-           "the deadline, of those due</th><td>", out);
+           "the deadline, of those due in the period</th><td>", out);
     s_percent (out, sum.acked_on_time, sum.ack_due);
     fputs ("</td></tr>\n<tr><th>Responded to</th><td>", out);
-    s_percent (out, sum.responded, self->escalation_count);
-    fputs ("</td></tr>\n<tr><th>Responded to by the date requested, of those due</th><td>", out);
+    s_percent (out, sum.responded, sum.raised);
+    fputs ("</td></tr>\n<tr><th>Responded to by the date requested, of those due in the "
+           "period</th><td>", out);
     s_percent (out, sum.responded_on_time, sum.response_due);
     fprintf (out, "</td></tr>\n<tr><th>Overdue now</th><td%s>%zu</td></tr>\n",
              sum.overdue_now ? " class=\"overdue\"" : "", sum.overdue_now);
@@ -716,9 +737,11 @@ sgmq_tracker_write_html (sgmq_tracker_t *self, FILE *out)
                  "still to hold at its start</th><td>%zu</td></tr>\n", sum.learning_carried);
     fputs ("<tr><th>Learning acknowledged by its recipients</th><td>", out);
     s_percent (out, sum.recipients_acked, sum.recipients);
-    fputs ("</td></tr>\n<tr><th>Learning sessions held on time</th><td>", out);
+    fputs ("</td></tr>\n<tr><th>Learning sessions held on time, of those due in the "
+           "period</th><td>", out);
     s_percent (out, sum.sessions_on_time, sum.sessions_due);
-    fputs ("</td></tr>\n<tr><th>Reflection sessions held on time</th><td>", out);
+    fputs ("</td></tr>\n<tr><th>Reflection sessions held on time, of those due in the "
+           "period</th><td>", out);
     s_percent (out, sum.reflections_on_time, sum.reflections_due);
     fputs ("</td></tr>\n</table>\n", out);
 

@@ -564,11 +564,11 @@ test_tracker_figures_on_a_known_history (void **state)
     assert_non_null (strstr (text, "Responded to</th><td>2 of 3 (67%)"));
     //  Of those due (c's deadlines have not come): a acknowledged, b
     //  responded, both in time.
-    assert_non_null (strstr (text, "within the deadline, of those due</th><td>2 of 2 (100%)"));
-    assert_non_null (strstr (text, "by the date requested, of those due</th><td>2 of 2 (100%)"));
+    assert_non_null (strstr (text, "within the deadline, of those due in the period</th><td>2 of 2 (100%)"));
+    assert_non_null (strstr (text, "by the date requested, of those due in the period</th><td>2 of 2 (100%)"));
     assert_non_null (strstr (text, "no separate acknowledgement: responded"));
     assert_non_null (strstr (text, "Learning acknowledged by its recipients</th><td>2 of 3 (67%)"));
-    assert_non_null (strstr (text, "Learning sessions held on time</th><td>1 of 1 (100%)"));
+    assert_non_null (strstr (text, "Learning sessions held on time, of those due in the period</th><td>1 of 1 (100%)"));
     assert_non_null (strstr (text, "<svg class=\"chart\""));
     //  Months with their whole year ("Nov 26" reads as a date).
     char label [32];

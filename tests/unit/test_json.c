@@ -1,8 +1,9 @@
 /*  The command line's output writers: JSON strings that are always valid
-    JSON (whatever bytes a name holds), and CSV fields that no spreadsheet
-    runs as a formula. */
+    JSON (whatever bytes a name holds), CSV fields that no spreadsheet runs
+    as a formula, and the Escalation Tracker's figures for a period. */
 #include "testutil.h"
 #include "sgmq_json.h"
+#include "sgmq_tracker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,12 +69,92 @@ test_csv_fields_are_not_formulas (void **state)
     }
 }
 
+//  The tracker page for `items`, as a string (caller frees).
+static char *
+s_tracker_html (uint64_t since, uint64_t until, uint64_t now, const sgmq_cmd_t *items,
+                size_t count)
+{
+    sgmq_tracker_t *tracker = sgmq_tracker_new (since, until, now);
+    assert_non_null (tracker);
+    for (size_t i = 0; i < count; i++)
+        assert_int_equal (sgmq_tracker_add (tracker, &items [i]), 0);
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *file = open_memstream (&buf, &size);
+    assert_non_null (file);
+    assert_int_equal (sgmq_tracker_write_html (tracker, file), 0);
+    assert_int_equal (fclose (file), 0);
+    sgmq_tracker_destroy (&tracker);
+    return buf;
+}
+
+//  A period's rates count the deadlines that fell in it, once: an item
+//  carried in from before is listed, but what it met or missed before the
+//  period was in that period's papers (a review saw one session held in
+//  September count in every month's papers for a year).
+static void
+test_tracker_counts_each_deadline_in_its_period (void **state)
+{
+    (void) state;
+    const uint64_t day = 86400000, since = 100 * day, until = 130 * day, now = 140 * day;
+    sgmq_cmd_t items [3];
+    memset (items, 0, sizeof items);
+    //  Raised before the period, acknowledged late before it, answered in
+    //  it, on time.
+    items [0].cmd = SGMQ_CMD_REPORT_ESCALATION;
+    items [0].u.report_escalation = (__typeof__ (items [0].u.report_escalation)) {
+        .seq = 1, .time = 90 * day, .from = "A case system", .group = "exploitation",
+        .title = "Carried", .severity = SGMQ_SEVERITY_HIGH, .status = SGMQ_ESC_RESPONDED,
+        .ack_by = 91 * day, .acked_at = 95 * day, .acked_by = "An Executive member",
+        .respond_by = 120 * day, .responded_at = 110 * day, .overdue_ack = true };
+    //  Raised in the period, acknowledged in time, not answered yet.
+    items [1].cmd = SGMQ_CMD_REPORT_ESCALATION;
+    items [1].u.report_escalation = (__typeof__ (items [1].u.report_escalation)) {
+        .seq = 2, .time = 105 * day, .from = "A case system", .group = "exploitation",
+        .title = "New", .severity = SGMQ_SEVERITY_LOW, .status = SGMQ_ESC_ACKNOWLEDGED,
+        .ack_by = 106 * day, .acked_at = 105 * day + 1, .acked_by = "An Executive member",
+        .respond_by = 150 * day };
+    //  A learning alert published before the period, its session held on
+    //  time before it; its reflection a year on.
+    items [2].cmd = SGMQ_CMD_REPORT_LEARNING;
+    items [2].u.report_learning = (__typeof__ (items [2].u.report_learning)) {
+        .seq = 3, .time = 80 * day, .from = "A review group", .title = "Lessons",
+        .review_ref = "CSPR-1", .review_type = SGMQ_REVIEW_CSPR,
+        .session_by = 94 * day, .session_held = 93 * day, .reflection_by = 445 * day };
+    char *html = s_tracker_html (since, until, now, items, 3);
+    assert_non_null (strstr (html, "raised in the period</th><td>1 (0 critical, 0 high, "
+                                   "0 medium, 1 low)"));
+    assert_non_null (strstr (html, "still open at its start</th><td>1</td>"));
+    //  Acknowledgements due in the period: only the new one (the carried
+    //  one's was missed before the period).
+    assert_non_null (strstr (html, "within the deadline, of those due in the period"
+                                   "</th><td>1 of 1 (100%)"));
+    assert_non_null (strstr (html, "Responded to</th><td>0 of 1 (0%)"));
+    //  The carried one's response was due, and came, in the period.
+    assert_non_null (strstr (html, "by the date requested, of those due in the period"
+                                   "</th><td>1 of 1 (100%)"));
+    //  The session held before the period is not this period's.
+    assert_non_null (strstr (html, "Learning sessions held on time, of those due in the "
+                                   "period</th><td>none"));
+    assert_non_null (strstr (html, "(before the period)"));
+    free (html);
+    //  Without a start, everything is the period's own.
+    html = s_tracker_html (0, 0, now, items, 3);
+    assert_non_null (strstr (html, "within the deadline, of those due in the period"
+                                   "</th><td>1 of 2 (50%)"));
+    assert_non_null (strstr (html, "Learning sessions held on time, of those due in the "
+                                   "period</th><td>1 of 1 (100%)"));
+    assert_null (strstr (html, "(before the period)"));
+    free (html);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_json_strings_are_valid_json),
         cmocka_unit_test (test_csv_fields_are_not_formulas),
+        cmocka_unit_test (test_tracker_counts_each_deadline_in_its_period),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
