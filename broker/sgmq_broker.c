@@ -1449,7 +1449,7 @@ static uint64_t
 s_session_timer (sgmq_broker_t *self, uint64_t due, uint64_t now)
 {
     uint64_t notice = sgmq_config_before (self->config, SGMQ_OPT_LEARNING_NOTICE, due);
-    return notice > now ? notice : due;
+    return sgmq_config_remind_at (self->config, notice > now ? notice : due);
 }
 
 //  Tracking records and reminder timers of a newly stored message.
@@ -1469,9 +1469,11 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
             s_copy (e.group, sizeof e.group, body->u.escalation.group);
             rc = sgmq_store_escalation_put (txn, &e);
             if (rc == 0)
-                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_ACK, e.ack_by);
+                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_ACK,
+                                           sgmq_config_remind_at (self->config, e.ack_by));
             if (rc == 0)
-                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_RESPONSE, e.respond_by);
+                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_RESPONSE,
+                                           sgmq_config_remind_at (self->config, e.respond_by));
             break;
         }
         case SGMQ_KIND_RESPONSE: {
@@ -1851,7 +1853,8 @@ s_fire_timer (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     }
     rc = s_store_message (self, txn, work, S_BROKER_NAME, "", NULL, NULL);
     if (rc == 0 && rearm)
-        rc = sgmq_store_timer_set (txn, timer->seq, timer->what, rearm);
+        rc = sgmq_store_timer_set (txn, timer->seq, timer->what,
+                                   sgmq_config_remind_at (self->config, rearm));
     return rc;                  //  logged by s_apply, once it is on disk
 }
 

@@ -67,6 +67,7 @@ static const s_option_t s_options [] = {
     { SGMQ_OPT_LEARNING_SESSION, "deadlines", "learning-session", S_DURATION, "14d", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_REFLECTION, "deadlines", "reflection", S_DURATION, "1y", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_LEARNING_NOTICE, "deadlines", "learning-notice", S_DURATION, "7d", S_SECOND, S_DEADLINE_MAX, NULL, false },
+    { SGMQ_OPT_REMIND_HOURS, "deadlines", "remind-hours", S_STRING, "9-17", 3, 5, NULL, false },
     { SGMQ_OPT_REDELIVER_FIRST, "deadlines", "redeliver-first", S_DURATION, "30s", 10 * S_MS, S_DAY, NULL, false },
     { SGMQ_OPT_REDELIVER_MAX, "deadlines", "redeliver-max", S_DURATION, "30m", 10 * S_MS, 7 * S_DAY, NULL, false },
     { SGMQ_OPT_MAX_TRIES, "deadlines", "max-tries", S_INT, "10", 1, 1000, NULL, false },
@@ -106,6 +107,7 @@ struct _sgmq_config_t {
     const char **group_ids;     //  NULL-terminated, borrowed from groups
     int64_t *holidays;
     size_t holiday_count;
+    int remind_from, remind_until;      //  hours, UK time
     s_escalate_t *escalate;
     size_t escalate_count;
     char **learning_groups;
@@ -487,6 +489,16 @@ s_check (sgmq_config_t *self, const sgmq_zpl_t *root, char *error)
         return s_fail (error, sgmq_zpl_locate (root, "deadlines/redeliver-max"),
                        self->origin, "deadlines/redeliver-max must not be shorter "
                        "than deadlines/redeliver-first");
+    const char *hours = sgmq_config_str (self, SGMQ_OPT_REMIND_HOURS);
+    char *end;
+    long from = strtol (hours, &end, 10);
+    long until = *end == '-' && end [1] >= '0' && end [1] <= '9' ? strtol (end + 1, &end, 10) : -1;
+    if (*hours < '0' || *hours > '9' || *end || from < 0 || until > 24 || from >= until)
+        return s_fail (error, sgmq_zpl_locate (root, "deadlines/remind-hours"),
+                       self->origin, "deadlines/remind-hours must be two whole hours "
+                       "like 9-17 (0-24: any time, any day), not '%s'", hours);
+    self->remind_from = (int) from;
+    self->remind_until = (int) until;
     return 0;
 }
 
@@ -751,6 +763,13 @@ sgmq_config_holidays (const sgmq_config_t *self, size_t *count)
 {
     *count = self->holiday_count;
     return self->holidays;
+}
+
+uint64_t
+sgmq_config_remind_at (const sgmq_config_t *self, uint64_t at)
+{
+    return sgmq_time_in_hours (at, self->remind_from, self->remind_until,
+                               self->holidays, self->holiday_count);
 }
 
 char *

@@ -56,6 +56,7 @@ typedef enum {
     SGMQ_OPT_LEARNING_SESSION,  //  duration: learning session due after
     SGMQ_OPT_REFLECTION,        //  duration: reflection session due after
     SGMQ_OPT_LEARNING_NOTICE,   //  duration: a session's first reminder before
+    SGMQ_OPT_REMIND_HOURS,      //  string: "9-17", the hours reminders go out
     SGMQ_OPT_REDELIVER_FIRST,   //  duration: first redelivery
     SGMQ_OPT_REDELIVER_MAX,     //  duration: backoff ceiling
     SGMQ_OPT_MAX_TRIES,         //  int: deliveries before flagging
@@ -140,6 +141,11 @@ bool
 //  Holidays as sorted day numbers (days since the epoch).
 const int64_t *
     sgmq_config_holidays (const sgmq_config_t *self, size_t *count);
+
+//  When a reminder due at `at` goes out: `at` within deadlines/remind-hours
+//  on a working day, else the start of the next such hours (UTC ms).
+uint64_t
+    sgmq_config_remind_at (const sgmq_config_t *self, uint64_t at);
 
 //  Parse a duration ("30s", "2wd", "1y"). 0, or -1 if malformed.
 int

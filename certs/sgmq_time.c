@@ -342,6 +342,28 @@ s_uk_date_add (uint64_t from, uint32_t years, int32_t days)
 }
 
 uint64_t
+sgmq_time_in_hours (uint64_t at, int from_hour, int until_hour,
+                    const int64_t *holidays, size_t holiday_count)
+{
+    if (from_hour <= 0 && until_hour >= 24)
+        return at;              //  any time, any day
+    uint64_t local = at + s_uk_offset (at);
+    int64_t day = sgmq_time_day (local);
+    uint64_t hour_ms = 3600 * S_MS_PER_SECOND;
+    uint64_t time_of_day = local % SGMQ_TIME_MS_PER_DAY;
+    if (s_working_day (day, holidays, holiday_count)) {
+        if (time_of_day >= (uint64_t) from_hour * hour_ms
+        &&  time_of_day < (uint64_t) until_hour * hour_ms)
+            return at;
+        if (time_of_day >= (uint64_t) until_hour * hour_ms)
+            day++;
+    }
+    while (!s_working_day (day, holidays, holiday_count))
+        day++;
+    return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY + (uint64_t) from_hour * hour_ms);
+}
+
+uint64_t
 sgmq_time_add_years (uint64_t from, uint32_t years)
 {
     return s_uk_date_add (from, years, 0);

@@ -72,6 +72,15 @@ uint64_t
     sgmq_time_add_working_days (uint64_t from, uint32_t count,
                                 const int64_t *holidays, size_t holiday_count);
 
+//  `at` if it falls in working hours (from `from_hour` to `until_hour`, UK
+//  time, on a working day: not a weekend day nor one of `holidays`), else
+//  the start of the next working hours, as UTC ms. 0 to 24 means any time
+//  of any day: `at` itself. (A reminder due at midnight, on a Saturday or
+//  on a bank holiday is read at the next working hours anyway.)
+uint64_t
+    sgmq_time_in_hours (uint64_t at, int from_hour, int until_hour,
+                        const int64_t *holidays, size_t holiday_count);
+
 //  `from` plus `years` calendar years: the same UK time of day on the same
 //  UK date (28 February for 29 February in a common year), as UTC ms.
 uint64_t

@@ -263,6 +263,9 @@ e2e_new (const char *tag, ...)
     self->server_cert = s_join (self->dir, "broker.cert");
     self->log = s_join (self->dir, "broker.log");
     self->pidfd = -1;
+    //  Reminders at any hour: the tests run at night and at weekends too
+    //  (test_certs checks the working hours themselves).
+    e2e_config_set (self, "deadlines/remind-hours", "0-24");
     va_list args;
     va_start (args, tag);
     const char *path;

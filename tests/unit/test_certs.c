@@ -227,6 +227,26 @@ test_time_counts_working_days (void **state)
     assert_int_equal (sgmq_time_parse ("2026-12-25T15:00:00Z", false, &from), 0);
     due = sgmq_time_add_working_days (from, 1, holidays, 2);
     assert_string_equal (sgmq_time_format (due, text), "2026-12-30T15:00:00Z");
+    //  Working hours for reminders, 9 to 17 UK time on working days.
+    const struct { const char *at; const char *out; } hours [] = {
+        { "2026-12-04T10:00:00Z", "2026-12-04T10:00:00Z" },     //  Friday, in hours
+        { "2026-12-04T17:00:00Z", "2026-12-07T09:00:00Z" },     //  Friday 17:00: Monday
+        { "2026-12-05T00:00:00Z", "2026-12-07T09:00:00Z" },     //  Saturday midnight
+        { "2026-12-07T08:00:00Z", "2026-12-07T09:00:00Z" },     //  Monday early
+        { "2026-12-24T17:30:00Z", "2026-12-29T09:00:00Z" },     //  past Christmas
+        { "2026-07-01T07:30:00Z", "2026-07-01T08:00:00Z" },     //  08:30 BST: 09:00 BST
+        { "2026-07-01T15:59:00Z", "2026-07-01T15:59:00Z" },     //  16:59 BST
+        { "2026-07-01T16:00:00Z", "2026-07-02T08:00:00Z" },     //  17:00 BST
+    };
+    for (size_t i = 0; i < sizeof hours / sizeof hours [0]; i++) {
+        assert_int_equal (sgmq_time_parse (hours [i].at, false, &from), 0);
+        due = sgmq_time_in_hours (from, 9, 17, holidays, 2);
+        if (strcmp (sgmq_time_format (due, text), hours [i].out) != 0)
+            fail_msg ("%s in hours: %s, wanted %s", hours [i].at, text, hours [i].out);
+    }
+    //  0 to 24: any time, any day.
+    assert_int_equal (sgmq_time_parse ("2026-12-05T00:00:00Z", false, &from), 0);
+    assert_int_equal (sgmq_time_in_hours (from, 0, 24, holidays, 2), from);
     //  Across the end of summer time (25 October 2026): Friday 23 October
     //  09:00 BST is 08:00 UTC; Monday 26 October 09:00 GMT is 09:00 UTC.
     assert_int_equal (sgmq_time_parse ("2026-10-23T08:00:00Z", false, &from), 0);
@@ -646,6 +666,11 @@ test_config_default_is_the_partnership (void **state)
     assert_string_equal (sgmq_time_format (due, when), "2026-12-29T15:00:00Z");
     due = sgmq_config_deadline (config, SGMQ_OPT_LEARNING_SESSION, from);
     assert_string_equal (sgmq_time_format (due, when), "2027-01-07T15:00:00Z");
+    //  Reminders go out 9 to 17 on working days by default: one due on
+    //  Christmas Eve at 17:30 waits for Tuesday 29th, 09:00.
+    assert_int_equal (sgmq_time_parse ("2026-12-24T17:30:00Z", false, &from), 0);
+    due = sgmq_config_remind_at (config, from);
+    assert_string_equal (sgmq_time_format (due, when), "2026-12-29T09:00:00Z");
     //  "14d" is 14 UK dates on: 27 March 10:00 GMT to 10 April 10:00 BST.
     assert_true (sgmq_config_duration (config, SGMQ_OPT_LEARNING_SESSION).days);
     assert_int_equal (sgmq_time_parse ("2026-03-27T10:00:00Z", false, &from), 0);
@@ -686,6 +711,10 @@ test_config_rejects_bad_files_with_their_line (void **state)
         { "rules\n    escalate-for\n        x\n            agency = \"A\"\n", "escalate-for/x needs both", 3 },
         { "holidays\n    2026-02-30 = \"no such day\"\n", "holiday '2026-02-30'", 2 },
         { "limits\n    heartbeat = 10s\n    session-timeout = 5s\n", "session-timeout must be longer", 0 },
+        { "deadlines\n    remind-hours = \"17-9\"\n", "remind-hours must be two whole hours", 0 },
+        { "deadlines\n    remind-hours = \"9-25\"\n", "remind-hours must be two whole hours", 0 },
+        { "deadlines\n    remind-hours = \"9-x\"\n", "remind-hours must be two whole hours", 0 },
+        { "deadlines\n    remind-hours = \"a-17\"\n", "remind-hours must be two whole hours", 0 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char text [1024], error [SGMQ_CONFIG_ERROR_SIZE];
