@@ -25,6 +25,7 @@
 
 struct _sgmq_principal_t {
     char *file;
+    struct stat st;             //  of the file as it was loaded
     char *name;
     char *agency;
     char key [SGMQ_CERT_KEY_TEXT + 1];
@@ -430,6 +431,15 @@ sgmq_registry_new_empty (void)
     return s_registry_new (0);
 }
 
+//  Whether a cert file is no longer the one loaded.
+static bool
+s_changed (const struct stat *now, const struct stat *was)
+{
+    return now->st_ino != was->st_ino || now->st_dev != was->st_dev
+        || now->st_size != was->st_size || now->st_mtim.tv_sec != was->st_mtim.tv_sec
+        || now->st_mtim.tv_nsec != was->st_mtim.tv_nsec;
+}
+
 static sgmq_principal_t *
 s_principal_copy (const sgmq_principal_t *from)
 {
@@ -451,8 +461,7 @@ s_principal_copy (const sgmq_principal_t *from)
 }
 
 sgmq_registry_t *
-sgmq_registry_keep (const sgmq_registry_t *self, const char *const *files,
-                    size_t count)
+sgmq_registry_keep (const sgmq_registry_t *self, int dir_fd)
 {
     assert (self);
     sgmq_registry_t *copy = s_registry_new (self->count);
@@ -460,8 +469,14 @@ sgmq_registry_keep (const sgmq_registry_t *self, const char *const *files,
         const sgmq_principal_t *principal = self->principals [i];
         const char *base = strrchr (principal->file, '/');
         base = base ? base + 1 : principal->file;
-        if (!count || !bsearch (&base, files, count, sizeof *files, s_strcmp_p))
-            continue;
+        //  fstatat opens nothing: it works with every descriptor taken.
+        //  Another error (the folder unreadable) keeps the principal, as a
+        //  failed load does.
+        struct stat st;
+        int rc = fstatat (dir_fd, base, &st, 0);
+        bool unknown = rc != 0 && errno != ENOENT && errno != ENOTDIR;
+        if (!unknown && (rc != 0 || s_changed (&st, &principal->st)))
+            continue;           //  gone or changed: out until it can be read
         sgmq_principal_t *kept = s_principal_copy (principal);
         if (!kept) {
             sgmq_registry_destroy (&copy);
@@ -520,6 +535,8 @@ sgmq_registry_load (const char *dir, const char *const *groups,
         else
         if (!(principal = s_principal_new (cert, path, groups, group_count, why)))
             s_problem (self, "%s: %s", path, why);
+        else
+            principal->st = st;
         sgmq_cert_destroy (&cert);
         if (principal) {
             sgmq_principal_t *same_key = zhashx_lookup (self->by_key, principal->key);

@@ -65,13 +65,14 @@ sgmq_registry_t *
 sgmq_registry_t *
     sgmq_registry_new_empty (void);
 
-//  A copy holding only the principals whose cert file name is among
-//  `files` (sorted, as strcmp): what a listing of the certs directory
-//  alone says when no file can be opened (every descriptor taken): the
-//  removed are revoked, nothing is added or changed. NULL if out of memory.
+//  A copy holding only the principals whose cert file is still in the
+//  certs directory open as `dir_fd`, unchanged since it was loaded (same
+//  inode, size and time): what can be known when no file can be opened
+//  (every descriptor taken). Removed or changed certs are out (fail
+//  closed) until a whole load reads them; nothing is added. NULL if out
+//  of memory.
 sgmq_registry_t *
-    sgmq_registry_keep (const sgmq_registry_t *self, const char *const *files,
-                        size_t count);
+    sgmq_registry_keep (const sgmq_registry_t *self, int dir_fd);
 
 void
     sgmq_registry_destroy (sgmq_registry_t **self_p);

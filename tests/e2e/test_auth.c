@@ -534,6 +534,9 @@ test_revocation_with_descriptors_exhausted (void **state)
                                    "education-forum");
     char *flooder = e2e_principal (e2e, "flooder.cert", "Executive member (ICB)",
                                    "Integrated Care Board", "member", "executive");
+    char *changed = e2e_principal (e2e, "changed.cert", "Education forum chair",
+                                   "A secondary school", "member,publisher",
+                                   "education-forum");
     //  The broker starts with a low descriptor limit, so a few dozen
     //  connections take them all.
     const rlim_t limit = 64;
@@ -546,8 +549,10 @@ test_revocation_with_descriptors_exhausted (void **state)
     assert_int_equal (setrlimit (RLIMIT_NOFILE, &old), 0);
     assert_int_equal (rc, 0);
     sgmq_client_t *open = e2e_connect (e2e, revokee);
+    sgmq_client_t *other = e2e_connect (e2e, changed);
     sgmq_error_t error;
     assert_int_equal (sgmq_client_ping (open, &error), 0);
+    assert_int_equal (sgmq_client_ping (other, &error), 0);
 
     char cert_error [SGMQ_CERT_ERROR_SIZE];
     sgmq_cert_t *cert = sgmq_cert_load (flooder, cert_error);
@@ -569,25 +574,35 @@ test_revocation_with_descriptors_exhausted (void **state)
     printf ("    broker descriptors: %d of %d\n", s_open_fds (e2e->pid), (int) limit);
     assert_true (s_open_fds (e2e->pid) >= (int) limit);
 
-    //  Removed while no descriptor is free: refused within the rescan.
+    //  Removed, or changed in place (here only its time: what it now says
+    //  cannot be read), while no descriptor is free: refused within the
+    //  rescan.
     char admitted [1024];
     snprintf (admitted, sizeof admitted, "%s/certs/revokee.cert", e2e->dir);
     assert_int_equal (unlink (admitted), 0);
-    deadline = testutil_now_ms () + testutil_ms (5000);
-    bool refused = false;
-    while (!refused && testutil_now_ms () < deadline) {
-        refused = sgmq_client_ping (open, &error) == -1;
-        if (!refused)
-            zclock_sleep (50);
+    snprintf (admitted, sizeof admitted, "%s/certs/changed.cert", e2e->dir);
+    struct timespec times [2] = { { 0, UTIME_NOW }, { 0, UTIME_NOW } };
+    assert_int_equal (utimensat (AT_FDCWD, admitted, times, 0), 0);
+    sgmq_client_t *clients [2] = { open, other };
+    for (int i = 0; i < 2; i++) {
+        deadline = testutil_now_ms () + testutil_ms (5000);
+        bool refused = false;
+        while (!refused && testutil_now_ms () < deadline) {
+            refused = sgmq_client_ping (clients [i], &error) == -1;
+            if (!refused)
+                zclock_sleep (50);
+        }
+        assert_true (refused);
+        assert_int_equal (error.code, SGMQ_E_NOT_AUTHORISED);
     }
-    assert_true (refused);
-    assert_int_equal (error.code, SGMQ_E_NOT_AUTHORISED);
     for (int i = 0; i < CONNECTIONS; i++)
         zsock_destroy (&socks [i]);
     sgmq_cert_destroy (&cert);
     sgmq_cert_destroy (&server);
+    sgmq_client_destroy (&other);
     sgmq_client_destroy (&open);
     e2e_destroy (&e2e);
+    free (changed);
     free (flooder);
     free (revokee);
 }
