@@ -71,16 +71,18 @@
 //  (small frames keep a slow auditor's queue small).
 #define S_REPLAY_PER_TURN   2048
 #define S_REPLAY_MIN_SHARE  64
-#define S_REPLAY_FRAME      (256 * 1024)
+#define S_REPLAY_FRAME      (64 * 1024)
 //  Queued frames per peer in libzmq (receive and send): with frames of at
 //  most max-frame bytes this bounds what one connection can pin.
-//  (A review had one key's 16 sessions pin 1-2 GB with 128 and 256: a
-//  full window of deliveries is 16 frames, a replay's 16 MiB in flight 64.)
+//  (A review had one key's connections pin 1-2 GB with 128 in: 32 is
+//  four of a publisher's windows of 1,000. Out stays 256: a member that
+//  reads takes a window of large deliveries in one burst of ~50 frames,
+//  and at 64 the rest were dropped, to come again 30 s later.)
 #define S_RCVHWM            32
-#define S_SNDHWM            64
+#define S_SNDHWM            256
 //  A session's frame goes out once it holds this much (not at max-frame),
-//  so a peer that does not read pins about S_SNDHWM such frames (4 MiB of
-//  deliveries) in libzmq, not S_SNDHWM frames of max-frame (64 MiB).
+//  so a peer that does not read pins about S_SNDHWM such frames (16 MiB of
+//  deliveries) in libzmq, not S_SNDHWM frames of max-frame (256 MiB).
 #define S_SESSION_FRAME     (64 * 1024)
 //  libzmq checks ZMQ_MAXMSGSIZE against the CURVE MESSAGE on the wire,
 //  which carries the frame plus its box (nonce, MAC, flags: under 64
@@ -271,6 +273,7 @@ struct _s_session_t {
     size_t s_inflight;
     uint64_t s_cursor;
     bool s_behind, s_subscribed;
+    bool s_refill_cut, refill_cut;  //  the batch's refill budget ran out on it
     bool s_reset;               //  subscribed afresh in this batch
     uint32_t s_window;
 };
@@ -1089,6 +1092,7 @@ s_scratch (sgmq_broker_t *self, s_session_t *session)
         session->s_subscribed = session->subscribed;
         session->s_window = session->window;
         session->s_reset = false;
+        session->s_refill_cut = false;
         if (S_RESERVE (self->touched, self->touched_capacity, self->touched_count + 1) == 0)
             self->touched [self->touched_count++] = session;
     }
@@ -1892,7 +1896,11 @@ s_refill (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *session)
 {
     uint32_t max_tries = (uint32_t) sgmq_config_int (self->config, SGMQ_OPT_MAX_TRIES);
     while (session->s_subscribed && session->s_behind
-           && session->s_inflight < session->s_window && self->refill_budget) {
+           && session->s_inflight < session->s_window) {
+        if (!self->refill_budget) {
+            session->s_refill_cut = true;       //  the next batch goes on
+            break;
+        }
         self->refill_budget--;
         sgmq_store_delivery_t delivery;
         int rc = sgmq_store_unacked_next (txn, session->name, session->s_cursor,
@@ -1964,7 +1972,7 @@ s_batch (sgmq_store_txn_t *txn, void *arg)
     self->refill_budget = S_REFILL_PER_TURN;
     for (s_session_t *session = self->refill_more ? zhashx_first (self->sessions) : NULL;
          session; session = zhashx_next (self->sessions))
-        if (session->subscribed && session->behind && session->inflight_count < session->window)
+        if (session->refill_cut)
             s_scratch (self, session);
     //  The touched list may grow while refilling (never for the sessions
     //  already in it), so index, not iterate.
@@ -2285,9 +2293,8 @@ s_apply (sgmq_broker_t *self, int rc)
         session->window = session->s_window;
         session->cursor = session->s_cursor;
         session->behind = session->s_behind;
-        //  Still behind with room in its window: the budget ran out.
-        self->refill_more |= session->s_subscribed && session->s_behind
-                          && session->s_inflight < session->s_window;
+        session->refill_cut = session->s_refill_cut;
+        self->refill_more |= session->refill_cut;
     }
     sgmq_store_txn_t *txn = NULL;
     for (size_t i = 0; i < self->effect_count; i++) {

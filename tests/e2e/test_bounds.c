@@ -545,7 +545,7 @@ test_long_replay_outlives_the_session_timeout (void **state)
     while ((cmd = s_raw_next (auditor))->cmd == SGMQ_CMD_REPLAY_ITEM) {
         items++;
         if (auditor->next == auditor->count)
-            usleep (20000);     //  a slow reader: a frame at a time
+            usleep (5000);      //  a slow reader: a frame at a time
     }
     printf ("    %d items in %lld ms (session timeout %s)\n", items,
             (long long) (testutil_now_ms () - started), timeout);
