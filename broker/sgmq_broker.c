@@ -883,16 +883,6 @@ s_registry_same (const sgmq_registry_t *a, const sgmq_registry_t *b)
     return true;
 }
 
-//  A new registry, or NULL to keep the current one. A certs directory that
-//  is gone admits nobody (revoking everyone must not fail open); one that
-//  cannot be read otherwise (a disk error, too many files) keeps who was
-//  admitted, with a warning at most once a minute.
-static int
-s_strcmp_p (const void *a, const void *b)
-{
-    return strcmp (*(const char *const *) a, *(const char *const *) b);
-}
-
 //  The current principals but those whose cert file is gone or changed,
 //  found through the certs folder held open; NULL when it is not held.
 static sgmq_registry_t *
@@ -903,6 +893,11 @@ s_registry_listed (sgmq_broker_t *self)
                                : NULL;
 }
 
+//  A new registry, or NULL to keep the current one. A certs directory that
+//  is gone admits nobody (revoking everyone must not fail open); one that
+//  cannot be read otherwise (a disk error, too many files, no descriptor
+//  left) keeps who was admitted but those whose cert is gone or changed,
+//  with a warning at most once a minute.
 static sgmq_registry_t *
 s_registry_reload (sgmq_broker_t *self, const char *dir)
 {
@@ -1161,6 +1156,12 @@ s_add_group (s_work_t *work, const char *group)
     work->group_count++;
 }
 
+static int
+s_strcmp_p (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
 //  Whether a new message goes to this session now: it is subscribed, its
 //  window has room and it is not catching up from the store (then the
 //  message reaches it through the refill, in order).
@@ -1170,6 +1171,16 @@ s_takes_live (sgmq_broker_t *self, s_session_t *session)
     s_scratch (self, session);
     return session->s_subscribed && !session->s_behind
         && session->s_inflight < session->s_window;
+}
+
+//  Whether this publish retries a message stored under its ref: a check
+//  that would refuse it now (a date passed, a group emptied) must let it
+//  go on to be answered as the duplicate it is.
+static bool
+s_is_retry (sgmq_store_txn_t *txn, const char *sender, const char *ref)
+{
+    uint64_t seq;
+    return ref && sgmq_store_ref_find (txn, sender, ref, &seq) == 0;
 }
 
 //  Store a message (a client's publish or the broker's reminder) whose
@@ -1204,11 +1215,8 @@ s_store_message (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
     for (size_t i = 0; i < count; i++)
         if (unique == 0 || strcmp (recipients [unique - 1], recipients [i]))
             recipients [unique++] = recipients [i];
-    //  Learning that reaches nobody is not learning shared: say so (unless
-    //  this is a retry of one stored when its groups had members).
-    uint64_t stored;
-    if (!unique && work->kind == SGMQ_KIND_LEARNING
-    &&  !(ref && sgmq_store_ref_find (txn, sender, ref, &stored) == 0)) {
+    //  Learning that reaches nobody is not learning shared: say so.
+    if (!unique && work->kind == SGMQ_KIND_LEARNING && !s_is_retry (txn, sender, ref)) {
         s_refuse (work, SGMQ_E_BAD_VALUE, "body.groups", "no principal with the member "
                   "role is in %s: nobody would receive it", work->group_count == 1
                   ? "that group" : "those groups");
@@ -1311,19 +1319,13 @@ s_deadline_now (sgmq_store_txn_t *txn)
 
 //  A deadline the publisher gave that has already passed (beyond the clock
 //  leeway) is refused: it would be overdue, and remind, from the start.
-//  Unless this is a retry under a ref already stored, sent when it had
-//  not passed: that goes on to be answered as the duplicate it is.
 static int
 s_check_due (sgmq_store_txn_t *txn, s_work_t *work, uint64_t due, const char *field,
              const char *what)
 {
     uint64_t now = s_deadline_now (txn);
-    if (!due || due >= now || now - due <= S_CLOCK_LEEWAY_MS)
-        return 0;
-    uint64_t seq;
-    const char *ref = work->cmd->u.publish.ref;
-    if (ref && sgmq_store_ref_find (txn, sgmq_principal_name (work->principal), ref,
-                                    &seq) == 0)
+    if (!due || due >= now || now - due <= S_CLOCK_LEEWAY_MS
+    ||  s_is_retry (txn, sgmq_principal_name (work->principal), work->cmd->u.publish.ref))
         return 0;
     char when [SGMQ_TIME_TEXT_SIZE];
     s_refuse (work, SGMQ_E_BAD_VALUE, field, "%s (%s) has already passed", what,
@@ -1432,13 +1434,22 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
     }
 }
 
-//  When a session's reminder timer first fires: `learning-notice` before
-//  its date, or at the date when that notice is already past.
+//  A reminder timer for `seq`: at `due`, or at the start of the next
+//  working hours when `due` falls outside them (deadlines/remind-hours).
+static int
+s_remind (sgmq_broker_t *self, sgmq_store_txn_t *txn, uint64_t seq, uint32_t what,
+          uint64_t due)
+{
+    return sgmq_store_timer_set (txn, seq, what, sgmq_config_remind_at (self->config, due));
+}
+
+//  When a session's reminder first comes: `learning-notice` before its
+//  date, or at the date when that notice is already past.
 static uint64_t
 s_session_timer (sgmq_broker_t *self, uint64_t due, uint64_t now)
 {
     uint64_t notice = sgmq_config_before (self->config, SGMQ_OPT_LEARNING_NOTICE, due);
-    return sgmq_config_remind_at (self->config, notice > now ? notice : due);
+    return notice > now ? notice : due;
 }
 
 //  Tracking records and reminder timers of a newly stored message.
@@ -1458,11 +1469,9 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
             s_copy (e.group, sizeof e.group, body->u.escalation.group);
             rc = sgmq_store_escalation_put (txn, &e);
             if (rc == 0)
-                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_ACK,
-                                           sgmq_config_remind_at (self->config, e.ack_by));
+                rc = s_remind (self, txn, work->seq, S_TIMER_ACK, e.ack_by);
             if (rc == 0)
-                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_RESPONSE,
-                                           sgmq_config_remind_at (self->config, e.respond_by));
+                rc = s_remind (self, txn, work->seq, S_TIMER_RESPONSE, e.respond_by);
             break;
         }
         case SGMQ_KIND_RESPONSE: {
@@ -1500,11 +1509,11 @@ s_track (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work,
             //  Sessions without a date (reviews other than CSPRs that gave
             //  none) are not tracked.
             if (rc == 0 && l.session_by)
-                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_SESSION,
-                                           s_session_timer (self, l.session_by, now));
+                rc = s_remind (self, txn, work->seq, S_TIMER_SESSION,
+                               s_session_timer (self, l.session_by, now));
             if (rc == 0 && l.reflection_by)
-                rc = sgmq_store_timer_set (txn, work->seq, S_TIMER_REFLECTION,
-                                           s_session_timer (self, l.reflection_by, now));
+                rc = s_remind (self, txn, work->seq, S_TIMER_REFLECTION,
+                               s_session_timer (self, l.reflection_by, now));
             break;
         }
         case SGMQ_KIND_LEARNING_UPDATE: {
@@ -1842,8 +1851,7 @@ s_fire_timer (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     }
     rc = s_store_message (self, txn, work, S_BROKER_NAME, "", NULL, NULL);
     if (rc == 0 && rearm)
-        rc = sgmq_store_timer_set (txn, timer->seq, timer->what,
-                                   sgmq_config_remind_at (self->config, rearm));
+        rc = s_remind (self, txn, timer->seq, timer->what, rearm);
     return rc;                  //  logged by s_apply, once it is on disk
 }
 
@@ -3384,12 +3392,10 @@ s_scan_sessions (sgmq_broker_t *self)
          session = zhashx_next (self->sessions)) {
         //  An auditor reading a long history sends nothing until it ends
         //  (a verify of a large store timed out at 800,000 items): a
-        //  session whose stream moves is not judged by its silence. One
-        //  whose client stopped reading ends after S_STREAM_STALLS
-        //  timeouts (libzmq lets a queue take more only once half of it
-        //  was read, so a slow reader blocks the stream for a while).
-        //  A stream blocked that long ends its session whatever else the
-        //  client sends (a PING now and then must not keep it).
+        //  session with a stream is not judged by its silence, but by its
+        //  stream: blocked for S_STREAM_STALLS timeouts, it ends, PINGs or
+        //  not. (libzmq takes more only once half its queue was read, so a
+        //  slow reader blocks the stream for a while.)
         const s_replay_t *stream = session->replay;
         bool stalled = stream && stream->blocked
                     && now - stream->blocked_since > S_STREAM_STALLS * timeout;
