@@ -6,6 +6,7 @@
 #include "sgmq_time.h"
 
 #include <czmq.h>
+#include <dirent.h>
 #include <errno.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -734,6 +735,21 @@ e2e_count_item (const sgmq_pending_item_t *item, void *arg)
     (void) item;
     (*(size_t *) arg)++;
     return 0;
+}
+
+int
+e2e_fd_count (pid_t pid)
+{
+    char path [64];
+    snprintf (path, sizeof path, "/proc/%d/fd", (int) pid);
+    DIR *dir = opendir (path);
+    assert_non_null (dir);
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir (dir)))
+        count += entry->d_name [0] != '.';
+    closedir (dir);
+    return count;
 }
 
 long

@@ -113,6 +113,10 @@ int
 long
     e2e_cpu_ticks (pid_t pid);
 
+//  File descriptors a process has open (the entries of /proc/PID/fd).
+int
+    e2e_fd_count (pid_t pid);
+
 //  The broker's log so far (caller frees).
 char *
     e2e_log (e2e_t *self);

@@ -10,7 +10,6 @@
 #include "sgmq_registry.h"
 
 #include <czmq.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sodium.h>
@@ -506,21 +505,6 @@ test_oversized_frame_does_not_stop_the_broker (void **state)
     sgmq_client_destroy (&other);
 }
 
-//  Descriptors the broker has open (the count in /proc).
-static int
-s_open_fds (pid_t pid)
-{
-    char path [64];
-    snprintf (path, sizeof path, "/proc/%d/fd", (int) pid);
-    DIR *dir = opendir (path);
-    int count = 0;
-    for (struct dirent *entry; dir && (entry = readdir (dir)); )
-        count += entry->d_name [0] != '.';
-    if (dir)
-        closedir (dir);
-    return count;
-}
-
 //  Peers holding every descriptor the broker may open do not stop a
 //  revocation (a review: the certs rescan failed with EMFILE, the broker
 //  kept the principals it had, and the revoked key went on publishing).
@@ -569,10 +553,10 @@ test_revocation_with_descriptors_exhausted (void **state)
         assert_int_equal (zsock_connect (socks [i], "%s", e2e->endpoint), 0);
     }
     int64_t deadline = testutil_now_ms () + testutil_ms (10000);
-    while (s_open_fds (e2e->pid) < (int) limit && testutil_now_ms () < deadline)
+    while (e2e_fd_count (e2e->pid) < (int) limit && testutil_now_ms () < deadline)
         zclock_sleep (20);
-    printf ("    broker descriptors: %d of %d\n", s_open_fds (e2e->pid), (int) limit);
-    assert_true (s_open_fds (e2e->pid) >= (int) limit);
+    printf ("    broker descriptors: %d of %d\n", e2e_fd_count (e2e->pid), (int) limit);
+    assert_true (e2e_fd_count (e2e->pid) >= (int) limit);
 
     //  Removed, or replaced in place by another key's cert, while no
     //  descriptor is free: both old keys are refused within the rescan

@@ -128,21 +128,6 @@ s_print_memory (s_fixture_t *f, const char *when)
             s_proc_status_kb (pid, "RssFile"), s_proc_status_kb (pid, "RssShmem"));
 }
 
-static int
-s_fd_count (pid_t pid)
-{
-    char path [64];
-    snprintf (path, sizeof path, "/proc/%d/fd", (int) pid);
-    DIR *dir = opendir (path);
-    assert_non_null (dir);
-    int count = 0;
-    struct dirent *entry;
-    while ((entry = readdir (dir)))
-        count += entry->d_name [0] != '.';
-    closedir (dir);
-    return count;
-}
-
 //  --------------------------------------------------------------------------
 //  The canary: one message end to end, within a deadline.
 
@@ -1751,7 +1736,7 @@ test_flood_of_unknown_keys_and_half_handshakes (void **state)
 {
     s_fixture_t *f = *state;
     pid_t pid = f->e2e->pid;
-    int fds_before = s_fd_count (pid);
+    int fds_before = e2e_fd_count (pid);
     long rss_before = s_rss_kb (f);
     char error [SGMQ_CERT_ERROR_SIZE];
     sgmq_cert_t *server = sgmq_cert_load (f->e2e->server_cert, error);
@@ -1806,7 +1791,7 @@ test_flood_of_unknown_keys_and_half_handshakes (void **state)
             send (sockets [i], "\x04\x19\x05HELLO garbage garbage", 24, MSG_NOSIGNAL);
     }
     printf ("    %d unknown keys and %d half-open connections (broker fds %d -> %d)\n",
-            S_FLOOD_KEYS, S_FLOOD_TCP, fds_before, s_fd_count (pid));
+            S_FLOOD_KEYS, S_FLOOD_TCP, fds_before, e2e_fd_count (pid));
 
     //  The canary, during the flood, twice.
     s_canary (f, "flood (1)");
@@ -1876,9 +1861,9 @@ test_flood_of_unknown_keys_and_half_handshakes (void **state)
         fail_msg ("%d half-open connections still open after 15 s", open_count);
     int64_t dropped_after = testutil_now_ms () - flood_start;
     deadline = testutil_now_ms () + testutil_ms (5000);
-    while (s_fd_count (pid) > fds_before + 4 && testutil_now_ms () < deadline)
+    while (e2e_fd_count (pid) > fds_before + 4 && testutil_now_ms () < deadline)
         zclock_sleep (50);
-    int fds_after = s_fd_count (pid);
+    int fds_after = e2e_fd_count (pid);
     long rss_after = s_rss_kb (f);
     printf ("    every half-open connection dropped by the broker %lld ms after it opened; "
             "fds back to %d, memory %ld -> %ld KiB\n", (long long) dropped_after, fds_after,
@@ -2126,7 +2111,7 @@ test_vanished_subscribers_free_their_sessions (void **state)
     pid_t pid = f->e2e->pid;
     int rounds = S_SESSIONS_PER_KEY + 4;
     for (int round = 0; round < rounds; round++) {
-        int fds_before = s_fd_count (pid);
+        int fds_before = e2e_fd_count (pid);
         s_raw_t *raw = s_raw_open (f, f->vanisher, 0);
         sgmq_cmd_t hello = { .cmd = SGMQ_CMD_HELLO, .id = 1 };
         s_raw_send_cmd (raw, &hello);
@@ -2155,7 +2140,7 @@ test_vanished_subscribers_free_their_sessions (void **state)
         //  connection close, so that its next delivery finds no peer.
         s_raw_destroy (&raw);
         int64_t deadline = testutil_now_ms () + testutil_ms (S_ANSWER_MS);
-        while (s_fd_count (pid) > fds_before && testutil_now_ms () < deadline)
+        while (e2e_fd_count (pid) > fds_before && testutil_now_ms () < deadline)
             zclock_sleep (5);
         //  A message for the Executive: a delivery to the vanished peer.
         char when [64];

@@ -7,7 +7,7 @@ setup(work): make a deployment under `work` with these principals:
   exec2..4  members of executive (extra recipients, so PENDING has items)
 start_broker(work) -> (proc, endpoint); stop_broker(proc).
 """
-import os, signal, subprocess, select, time, struct, shutil, threading
+import os, sys, signal, subprocess, select, time, struct, shutil, threading
 import msgpack, zmq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,13 +23,9 @@ PRINCIPALS = [
     ("exec4", "Exec four", "member", "executive"),
 ]
 
-def zpl(path, key):
-    with open(path) as f:
-        for line in f:
-            n, s, v = line.strip().partition("=")
-            if s and n.strip() == key:
-                return v.strip().strip('"')
-    raise KeyError(key)
+# The ZPL reader of the other Python client (tests/e2e, from PROTOCOL.md).
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from test_python_client import read_zpl_value as zpl  # noqa: E402
 
 def setup(work, extra_cfg=None):
     if os.path.exists(work):
