@@ -37,6 +37,12 @@
 //  Pipelined publishes per frame: enough to amortise CURVE and a broker
 //  turn, few enough that a window of them is several frames in flight.
 #define S_BATCH_SEND        128
+//  Encoded pipelined requests unanswered at most: past it, queueing one
+//  waits for answers first. The broker reads everything a connection
+//  sends and drops frames past what it can hold for one connection (4
+//  MiB beyond a turn's 16 MiB; PROTOCOL.md 3.5), so a client that
+//  pipelines more would have frames dropped, where TCP once made it wait.
+#define S_IN_FLIGHT_BYTES   (2 * 1024 * 1024)
 //  Verify reports progress this often.
 #define S_PROGRESS_EVERY    4096
 //  After a 429, the first pause (ms) before asking again; it doubles.
@@ -103,6 +109,7 @@ struct _sgmq_client_t {
     //  Pipelined publishes and acks
     zlistx_t *in_flight;        //  s_async_t *, in the order sent
     size_t acks_in_flight;      //  of which acks
+    size_t bytes_in_flight;     //  their encoded size
     zlistx_t *answers;          //  s_answer_t *, for publishes
     sgmq_error_t ack_error;     //  first refusal of a pipelined ack
     bool session_lost;          //  the broker answered "no session"
@@ -443,6 +450,7 @@ s_async_find (sgmq_client_t *self, uint64_t id, bool take)
         if (a->id == id) {
             if (take) {
                 zlistx_detach_cur (self->in_flight);
+                self->bytes_in_flight -= a->cmd_size;
                 if (a->ack)
                     self->acks_in_flight--;
             }
@@ -466,6 +474,13 @@ s_stash (sgmq_client_t *self, const sgmq_cmd_t *cmd)
     if (cmd->cmd != SGMQ_CMD_CONFIRM && cmd->cmd != SGMQ_CMD_ACKED
     &&  cmd->cmd != SGMQ_CMD_ERROR)
         return;
+    //  Frames dropped unread (ERROR 429 with id 0): what they held will
+    //  not be answered; everything unanswered goes again on a new
+    //  connection (the broker stores a ref once).
+    if (cmd->cmd == SGMQ_CMD_ERROR && cmd->id == 0 && cmd->u.error.code == SGMQ_E_BUSY) {
+        self->session_lost = true;
+        return;
+    }
     //  "No session" (the broker restarted under this connection): the
     //  request was not processed; it goes again after a new HELLO.
     bool lost = cmd->cmd == SGMQ_CMD_ERROR && cmd->u.error.code == SGMQ_E_BAD_REQUEST;
@@ -845,14 +860,50 @@ s_recover (sgmq_client_t *self, sgmq_error_t *error)
     }
 }
 
+//  Send what is queued; on connection trouble, recover. 0 or -1.
+static int
+s_flush (sgmq_client_t *self, sgmq_error_t *error)
+{
+    if (self->session_lost)
+        return s_recover (self, error);
+    return s_send_writer (self, self->batch, error) ? s_recover (self, error) : 0;
+}
+
+//  Wait for the next command from the broker and stash it, recovering a
+//  lost connection or session on the way. 0, or -1 on timeout or when the
+//  broker stays unreachable.
+static int
+s_await_async (sgmq_client_t *self, int64_t deadline, sgmq_error_t *error)
+{
+    const sgmq_cmd_t *cmd = NULL;
+    int rc = self->session_lost ? -1 : s_next (self, deadline, &cmd, error);
+    if (rc == 0) {
+        s_stash (self, cmd);
+        return 0;
+    }
+    if (!self->session_lost && error->code != SGMQ_CLIENT_E_UNREACHABLE)
+        return -1;                      //  the caller's timeout
+    return s_recover (self, error);
+}
+
 //  Queue a request to be answered later: into the batch, and, encoded,
 //  into in_flight, to go again as it is if the connection is lost. The
 //  batch goes once it is worth a frame (so that the broker commits one
 //  batch while the next is on its way), and always before it could outgrow
-//  what this broker accepts. 0 once queued, or -1 (not queued).
+//  what this broker accepts. With S_IN_FLIGHT_BYTES unanswered, answers
+//  are awaited first (up to the client's timeout). 0 once queued, or -1
+//  (not queued).
 static int
 s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, sgmq_error_t *error)
 {
+    if (self->bytes_in_flight + SGMQ_PROTO_MAX_REQUEST > S_IN_FLIGHT_BYTES) {
+        int64_t deadline = zclock_mono () + self->timeout;
+        if (s_flush (self, error))
+            return -1;
+        while (self->bytes_in_flight + SGMQ_PROTO_MAX_REQUEST > S_IN_FLIGHT_BYTES)
+            if (s_await_async (self, deadline, error))
+                return -1;
+    }
     cmd->id = s_new_id (self);
     sgmq_proto_error_t perror;
     int rc = sgmq_proto_write (self->batch, cmd, &perror);
@@ -880,6 +931,7 @@ s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, sgmq_error_t *er
     snprintf (async->ref, sizeof async->ref, "%s", ref ? ref : "");
     async->cmd_size = size;
     memcpy (async->cmd, bytes, size);
+    self->bytes_in_flight += size;
     if (async->ack)
         self->acks_in_flight++;
     //  Queued now, whatever happens to the connection: a send that fails
@@ -891,32 +943,6 @@ s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, sgmq_error_t *er
             s_recover (self, &ignored);
     }
     return 0;
-}
-
-//  Send what is queued; on connection trouble, recover. 0 or -1.
-static int
-s_flush (sgmq_client_t *self, sgmq_error_t *error)
-{
-    if (self->session_lost)
-        return s_recover (self, error);
-    return s_send_writer (self, self->batch, error) ? s_recover (self, error) : 0;
-}
-
-//  Wait for the next command from the broker and stash it, recovering a
-//  lost connection or session on the way. 0, or -1 on timeout or when the
-//  broker stays unreachable.
-static int
-s_await_async (sgmq_client_t *self, int64_t deadline, sgmq_error_t *error)
-{
-    const sgmq_cmd_t *cmd = NULL;
-    int rc = self->session_lost ? -1 : s_next (self, deadline, &cmd, error);
-    if (rc == 0) {
-        s_stash (self, cmd);
-        return 0;
-    }
-    if (!self->session_lost && error->code != SGMQ_CLIENT_E_UNREACHABLE)
-        return -1;                      //  the caller's timeout
-    return s_recover (self, error);
 }
 
 int

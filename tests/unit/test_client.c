@@ -10,7 +10,11 @@
     * pending (10): the fake answers PENDING with 429 a few times (the
       broker's bound on the PENDING work of a turn), then with the page:
       sgmq_client_pending waits and asks again, and gives up with the 429
-      once its pauses add up to the client's timeout. */
+      once its pauses add up to the client's timeout.
+    * dropped frames (3.5): the fake drops a frame of pipelined publishes
+      unread and answers ERROR 429 with id 0, as the broker does when one
+      connection sends more than it holds: libsgmq sends every unanswered
+      publish again (on a new connection), and each is confirmed. */
 #include "testutil.h"
 #include "sgmq_cert.h"
 #include "sgmq_client.h"
@@ -40,6 +44,9 @@ typedef struct {
     s_lie_t lie;
     int busy;                           //  PENDINGs answered 429; -1: all
     int pendings;                       //  PENDINGs received
+    int drop;                           //  frames of PUBLISHes to drop
+    int publishes;                      //  PUBLISHes received (dropped too)
+    uint64_t seq;                       //  the last confirmed
     sgmq_cert_t *cert;
     zsock_t *router;
 } s_fake_t;
@@ -133,6 +140,33 @@ s_pending (s_fake_t *fake, zframe_t *routing, uint64_t id)
     s_send (fake, routing, &answer, 1);
 }
 
+//  A frame's PUBLISHes: dropped as a whole (429 with id 0) while the fake
+//  has frames to drop, else each confirmed.
+static void
+s_publishes (s_fake_t *fake, zframe_t *routing, sgmq_proto_frame_t *frame)
+{
+    bool drop = fake->drop > 0;
+    if (drop) {
+        fake->drop--;
+        sgmq_cmd_t busy = { .cmd = SGMQ_CMD_ERROR, .id = 0 };
+        busy.u.error.code = SGMQ_E_BUSY;
+        busy.u.error.reason = "frames dropped unread";
+        s_send (fake, routing, &busy, 1);
+    }
+    for (size_t i = 0; i < sgmq_proto_count (frame); i++) {
+        const sgmq_cmd_t *cmd = sgmq_proto_cmd (frame, i, NULL);
+        if (!cmd || cmd->cmd != SGMQ_CMD_PUBLISH)
+            continue;
+        fake->publishes++;
+        if (drop)
+            continue;
+        sgmq_cmd_t confirm = { .cmd = SGMQ_CMD_CONFIRM, .id = cmd->id };
+        confirm.u.confirm.seq = ++fake->seq;
+        confirm.u.confirm.time = 1700000000000;
+        s_send (fake, routing, &confirm, 1);
+    }
+}
+
 static void
 s_fake_actor (zsock_t *pipe, void *arg)
 {
@@ -147,8 +181,12 @@ s_fake_actor (zsock_t *pipe, void *arg)
         zframe_t *routing = zframe_recv (fake->router);
         zframe_t *data = zframe_recv (fake->router);
         sgmq_proto_error_t error;
-        if (routing && data
-        &&  sgmq_proto_decode (frame, zframe_data (data), zframe_size (data), &error) == 0)
+        bool decoded = routing && data
+                    && sgmq_proto_decode (frame, zframe_data (data), zframe_size (data),
+                                          &error) == 0;
+        if (decoded)
+            s_publishes (fake, routing, frame);
+        if (decoded)
             for (size_t i = 0; i < sgmq_proto_count (frame); i++) {
                 const sgmq_cmd_t *cmd = sgmq_proto_cmd (frame, i, &error);
                 if (!cmd)
@@ -332,6 +370,32 @@ test_pending_waits_out_a_busy_broker (void **state)
     assert_int_equal (s.fake.pendings, asks);
 }
 
+static void
+test_dropped_frames_go_again (void **state)
+{
+    (void) state;
+    s_setup_t s;
+    s_setup (&s, S_HONEST, 0, (int) testutil_ms (5000));
+    s.fake.drop = 1;
+    sgmq_body_t body = { .kind = SGMQ_KIND_LEARNING_UPDATE };
+    body.u.learning_update.alert = 42;
+    body.u.learning_update.held = SGMQ_HELD_SESSION;
+    sgmq_error_t error;
+    const char *refs [] = { "u1", "u2", "u3" };
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal (sgmq_client_publish_send (s.client, refs [i], &body, &error), 0);
+    for (size_t i = 0; i < 3; i++) {
+        sgmq_confirm_t confirm;
+        assert_int_equal (sgmq_client_publish_wait (s.client, (int) testutil_ms (5000),
+                                                    &confirm, &error), 0);
+        assert_int_equal (error.code, 0);
+        assert_string_equal (confirm.ref, refs [i]);
+        assert_int_equal (confirm.seq, i + 1);
+    }
+    s_teardown (&s);
+    assert_int_equal (s.fake.publishes, 6);
+}
+
 int
 main (void)
 {
@@ -339,6 +403,7 @@ main (void)
         cmocka_unit_test (test_honest_history_verifies),
         cmocka_unit_test (test_each_lie_is_found),
         cmocka_unit_test (test_pending_waits_out_a_busy_broker),
+        cmocka_unit_test (test_dropped_frames_go_again),
     };
     if (sodium_init () < 0)
         return 1;
