@@ -72,14 +72,29 @@
 #define S_REPLAY_PER_TURN   2048
 #define S_REPLAY_MIN_SHARE  64
 #define S_REPLAY_FRAME      (64 * 1024)
-//  Queued frames per peer in libzmq (receive and send): with frames of at
-//  most max-frame bytes this bounds what one connection can pin.
-//  (A review had one key's connections pin 1-2 GB with 128 in: 32 is
-//  four of a publisher's windows of 1,000. Out stays 256: a member that
-//  reads takes a window of large deliveries in one burst of ~50 frames,
-//  and at 64 the rest were dropped, to come again 30 s later.)
-#define S_RCVHWM            32
+//  Queued frames per peer in libzmq. In: none bounded (ZMQ_RCVHWM 0).
+//  libzmq 4.3.4 aborts the process (`!_io_error`, stream_engine_base.cpp
+//  331) when a connection whose queue was full is reset with a ZMTP PING
+//  still undecoded behind it: any admitted key could stop the broker
+//  (tests/e2e/test_flood.py). So the queue never fills: each turn reads
+//  every frame libzmq holds, and what the turn cannot handle is parked
+//  here, in order, S_PARK_PEER_BYTES per connection at most and
+//  S_PARK_BYTES in all (past that a connection with S_PARK_SMALL or more
+//  parked loses the frame, answered 429 once a turn). libzmq then holds
+//  at most what its I/O thread decoded during one turn.
+//  Out: 256. A member that reads takes a window of large deliveries in
+//  one burst of ~50 frames (at 64 the rest were dropped, to come again
+//  30 s later); a peer that does not read loses the excess.
+#define S_RCVHWM            0
 #define S_SNDHWM            256
+#define S_PARK_PEER_BYTES   (4 * 1024 * 1024)
+#define S_PARK_BYTES        (128 * 1024 * 1024)
+#define S_PARK_SMALL        (1024 * 1024)
+//  Counted per parked frame besides its bytes (libzmq's and ours).
+#define S_PARK_OVERHEAD     256
+//  Frames parked per turn at most: the loop ends even if the I/O thread
+//  could keep up with it.
+#define S_PARK_READS        65536
 //  A session's frame goes out once it holds this much (not at max-frame),
 //  so a peer that does not read pins about S_SNDHWM such frames (16 MiB of
 //  deliveries) in libzmq, not S_SNDHWM frames of max-frame (256 MiB).
@@ -351,6 +366,22 @@ typedef struct {
     uint32_t attempt;
 } s_effect_t;
 
+//  A frame read from libzmq that a turn's budget left for the next turn.
+typedef struct _s_parked_t s_parked_t;
+struct _s_parked_t {
+    s_parked_t *next;
+    zmq_msg_t routing, payload;
+    bool multipart;
+};
+
+//  What one connection has parked, oldest first.
+typedef struct {
+    s_parked_t *head, *tail;
+    size_t bytes;
+    uint64_t answered;          //  turn of its last 429 for a dropped frame
+    void *handle;               //  in the broker's parked_ring
+} s_peer_park_t;
+
 struct _sgmq_broker_t {
     char *config_path;
     sgmq_config_t *config;
@@ -366,6 +397,10 @@ struct _sgmq_broker_t {
     int signal_pipe [2];
     zhashx_t *sessions;         //  id -> s_session_t (owned)
     zhashx_t *by_name;          //  name -> zlistx of s_session_t (borrowed)
+    //  Frames read but not handled yet (S_RCVHWM)
+    zhashx_t *parked_by_peer;   //  routing id (hex) -> s_peer_park_t (owned)
+    zlistx_t *parked_ring;      //  those with frames, the next to serve first
+    size_t parked_bytes;
     //  Per-turn state
     sgmq_proto_frame_t **frames;    //  pool, one per frame drained
     size_t frame_count, frame_capacity;
@@ -413,7 +448,8 @@ struct _sgmq_broker_t {
     //  Counters (logged at shutdown)
     uint64_t frames_in, commands_in, bad_frames, commits, refused;
     uint64_t bad_commands;      //  commands refused by the codec
-    uint64_t bad_unwarned;      //  malformed input since the last warning
+    uint64_t dropped;           //  frames dropped unread (over the park)
+    uint64_t bad_unwarned;      //  bad input since the last warning
     int64_t next_bad_warning;
 };
 
@@ -492,7 +528,14 @@ s_sessions_of (sgmq_broker_t *self, const char *name)
     return zhashx_lookup (self->by_name, name);
 }
 
-//  zhashx destructor: takes the address of the item.
+//  zhashx destructors take the address of the item.
+static void
+s_free_item (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
 static void
 s_session_free (void **item)
 {
@@ -3156,8 +3199,9 @@ s_frame_slot (sgmq_broker_t *self)
     return *slot;
 }
 
-//  Count malformed input (answered already) and warn about it, at most
-//  once every S_BAD_WARN_MS: names the key and the code, never the bytes.
+//  Count malformed or dropped input (answered already) and warn about it,
+//  at most once every S_BAD_WARN_MS: names the key and the code, never the
+//  bytes.
 static void
 s_bad_input (sgmq_broker_t *self, const char *key, size_t size, int code, bool frame)
 {
@@ -3170,8 +3214,8 @@ s_bad_input (sgmq_broker_t *self, const char *key, size_t size, int code, bool f
            key ? key : "?", size, code);
     int64_t now = s_mono ();
     if (now >= self->next_bad_warning) {
-        s_log (S_LOG_WARNING, "malformed input key=%s code=%d (%llu malformed frames "
-               "or commands since the last such warning)", key ? key : "?", code,
+        s_log (S_LOG_WARNING, "bad input key=%s code=%d (%llu frames or commands "
+               "refused or dropped since the last such warning)", key ? key : "?", code,
                (unsigned long long) self->bad_unwarned);
         self->bad_unwarned = 0;
         self->next_bad_warning = now + S_BAD_WARN_MS;
@@ -3292,41 +3336,178 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
     return count;
 }
 
+//  Reads one frame (its routing id and first part; further parts are
+//  read and dropped). False when libzmq holds none.
+static bool
+s_recv_frame (void *handle, zmq_msg_t *routing, zmq_msg_t *payload, bool *multipart)
+{
+    zmq_msg_init (routing);
+    zmq_msg_init (payload);
+    if (zmq_msg_recv (routing, handle, ZMQ_DONTWAIT) < 0)
+        return false;
+    *multipart = false;
+    if (zmq_msg_more (routing) && zmq_msg_recv (payload, handle, 0) >= 0) {
+        *multipart = zmq_msg_more (payload);
+        bool more = *multipart;
+        while (more) {
+            zmq_msg_t extra;
+            zmq_msg_init (&extra);
+            more = zmq_msg_recv (&extra, handle, 0) >= 0 && zmq_msg_more (&extra);
+            zmq_msg_close (&extra);
+        }
+    }
+    return true;
+}
+
+//  What a turn has handled so far (S_DRAIN_FRAMES...).
+typedef struct {
+    size_t frames, bytes, commands;
+} s_drained_t;
+
+static bool
+s_drain_full (const s_drained_t *drained)
+{
+    return drained->frames >= S_DRAIN_FRAMES || drained->bytes >= S_DRAIN_BYTES
+        || drained->commands >= S_DRAIN_COMMANDS;
+}
+
+//  Handles one frame and closes it.
+static void
+s_take_frame (sgmq_broker_t *self, zmq_msg_t *routing, zmq_msg_t *payload,
+              bool multipart, s_drained_t *drained)
+{
+    if (zmq_msg_size (routing) <= 255) {
+        const char *key = zmq_msg_gets (payload, "User-Id");
+        drained->commands += s_handle_frame (self, zmq_msg_data (routing),
+                                             zmq_msg_size (routing),
+                                             zmq_msg_data (payload),
+                                             zmq_msg_size (payload), key, multipart);
+        drained->bytes += zmq_msg_size (payload);
+    }
+    drained->frames++;
+    zmq_msg_close (payload);
+    zmq_msg_close (routing);
+}
+
+static size_t
+s_park_cost (zmq_msg_t *payload)
+{
+    return zmq_msg_size (payload) + S_PARK_OVERHEAD;
+}
+
+//  Keeps a frame for the next turn, or drops it (closing it either way).
+static void
+s_park (sgmq_broker_t *self, zmq_msg_t *routing, zmq_msg_t *payload, bool multipart)
+{
+    char id [S_ID_HEX];
+    size_t routing_size = zmq_msg_size (routing);
+    s_hex (zmq_msg_data (routing), routing_size <= 255 ? routing_size : 0, id);
+    s_peer_park_t *peer = zhashx_lookup (self->parked_by_peer, id);
+    size_t cost = s_park_cost (payload);
+    size_t held = peer ? peer->bytes : 0;
+    bool room = routing_size <= 255
+             && held + cost <= S_PARK_PEER_BYTES
+             && (self->parked_bytes + cost <= S_PARK_BYTES || held < S_PARK_SMALL);
+    s_parked_t *parked = room ? calloc (1, sizeof *parked) : NULL;
+    if (parked && !peer) {
+        peer = calloc (1, sizeof *peer);
+        if (!peer || zhashx_insert (self->parked_by_peer, id, peer) != 0) {
+            free (peer);
+            peer = NULL;
+            free (parked);
+            parked = NULL;
+        }
+        else
+            peer->handle = zlistx_add_end (self->parked_ring, peer);
+    }
+    if (!parked) {
+        self->dropped++;
+        if (routing_size <= 255 && (!peer || peer->answered != self->turn)) {
+            s_error_to (self, zmq_msg_data (routing), routing_size, 0, SGMQ_E_BUSY, NULL,
+                        "frames dropped unread: too much from this connection waits "
+                        "already; wait for answers before sending more");
+            if (peer)
+                peer->answered = self->turn;
+            s_bad_input (self, zmq_msg_gets (payload, "User-Id"), zmq_msg_size (payload),
+                         SGMQ_E_BUSY, true);
+        }
+        zmq_msg_close (payload);
+        zmq_msg_close (routing);
+        return;
+    }
+    zmq_msg_init (&parked->routing);
+    zmq_msg_init (&parked->payload);
+    zmq_msg_move (&parked->routing, routing);
+    zmq_msg_move (&parked->payload, payload);
+    zmq_msg_close (payload);
+    zmq_msg_close (routing);
+    parked->multipart = multipart;
+    if (peer->tail)
+        peer->tail->next = parked;
+    else
+        peer->head = parked;
+    peer->tail = parked;
+    peer->bytes += cost;
+    self->parked_bytes += cost;
+    //  A sign of life: its session is not judged silent while it waits.
+    s_session_t *session = zhashx_lookup (self->sessions, id);
+    if (session)
+        session->last_seen = s_mono ();
+}
+
+//  Takes the oldest parked frame of the next connection in the ring (the
+//  caller closes it); that connection goes to the end of the ring, as
+//  libzmq serves its queues: one flooding peer delays another's frame by
+//  at most one of its own.
+static s_parked_t *
+s_unpark (sgmq_broker_t *self)
+{
+    s_peer_park_t *peer = zlistx_first (self->parked_ring);
+    s_parked_t *parked = peer->head;
+    peer->head = parked->next;
+    size_t cost = s_park_cost (&parked->payload);
+    peer->bytes -= cost;
+    self->parked_bytes -= cost;
+    if (peer->head)
+        zlistx_move_end (self->parked_ring, peer->handle);
+    else {
+        zlistx_delete (self->parked_ring, peer->handle);
+        char id [S_ID_HEX];
+        s_hex (zmq_msg_data (&parked->routing), zmq_msg_size (&parked->routing), id);
+        zhashx_delete (self->parked_by_peer, id);
+    }
+    return parked;
+}
+
+//  Parked frames first (a connection's frames are handled in the order
+//  they came), then new ones, up to a turn's budget; then the rest of
+//  what libzmq holds is parked (S_RCVHWM).
 static void
 s_drain (sgmq_broker_t *self)
 {
     void *handle = zsock_resolve (self->router);
-    size_t frames = 0, bytes = 0, commands = 0;
-    while (frames < S_DRAIN_FRAMES && bytes < S_DRAIN_BYTES && commands < S_DRAIN_COMMANDS) {
-        zmq_msg_t routing, payload;
-        zmq_msg_init (&routing);
-        if (zmq_msg_recv (&routing, handle, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&routing);
-            break;
-        }
-        zmq_msg_init (&payload);
-        bool got = zmq_msg_more (&routing) && zmq_msg_recv (&payload, handle, 0) >= 0;
-        bool multipart = got && zmq_msg_more (&payload);
-        //  Parts beyond the first are read and dropped.
-        while (multipart) {
-            zmq_msg_t extra;
-            zmq_msg_init (&extra);
-            int more = zmq_msg_recv (&extra, handle, 0) >= 0 && zmq_msg_more (&extra);
-            zmq_msg_close (&extra);
-            if (!more)
-                break;
-        }
-        if (got && zmq_msg_size (&routing) <= 255) {
-            const char *key = zmq_msg_gets (&payload, "User-Id");
-            commands += s_handle_frame (self, zmq_msg_data (&routing), zmq_msg_size (&routing),
-                                        zmq_msg_data (&payload), zmq_msg_size (&payload),
-                                        key, multipart);
-            bytes += zmq_msg_size (&payload);
-        }
-        frames++;
-        zmq_msg_close (&payload);
-        zmq_msg_close (&routing);
+    s_drained_t drained = { 0 };
+    while (zlistx_size (self->parked_ring) && !s_drain_full (&drained)) {
+        s_parked_t *parked = s_unpark (self);
+        s_take_frame (self, &parked->routing, &parked->payload, parked->multipart, &drained);
+        free (parked);
     }
+    zmq_msg_t routing, payload;
+    bool multipart;
+    while (!zlistx_size (self->parked_ring) && !s_drain_full (&drained)) {
+        if (!s_recv_frame (handle, &routing, &payload, &multipart))
+            goto none;
+        s_take_frame (self, &routing, &payload, multipart, &drained);
+    }
+    for (size_t reads = 0; reads < S_PARK_READS; reads++) {
+        if (!s_recv_frame (handle, &routing, &payload, &multipart))
+            goto none;
+        s_park (self, &routing, &payload, multipart);
+    }
+    return;
+none:
+    zmq_msg_close (&payload);
+    zmq_msg_close (&routing);
 }
 
 static void
@@ -3435,7 +3616,7 @@ s_poll_timeout (sgmq_broker_t *self)
     }
     if (self->any_blocked && now + S_BLOCKED_POLL_MS < wake)
         wake = now + S_BLOCKED_POLL_MS;
-    if (self->replay_more || self->refill_more)
+    if (self->replay_more || self->refill_more || zlistx_size (self->parked_ring))
         wake = now;
     return wake > now ? (long) (wake - now) : 0;
 }
@@ -3846,12 +4027,15 @@ sgmq_broker_new (const char *config_path, char *error)
     self->by_name = zhashx_new ();
     self->dirty = zlistx_new ();
     self->closing = zlistx_new ();
+    self->parked_by_peer = zhashx_new ();
+    self->parked_ring = zlistx_new ();
     self->body_frame = sgmq_proto_frame_new ();
     self->scratch_writer = s_writer_new ();
     self->internal = calloc (S_TIMERS_PER_TURN, sizeof *self->internal);
     self->internal_capacity = S_TIMERS_PER_TURN;
     if (!self->config_path || !self->sessions || !self->by_name || !self->dirty
-    ||  !self->closing || !self->body_frame || !self->scratch_writer || !self->internal
+    ||  !self->closing || !self->parked_by_peer || !self->parked_ring || !self->body_frame
+    ||  !self->scratch_writer || !self->internal
     ||  pipe (self->signal_pipe) != 0) {
         snprintf (error, SGMQ_BROKER_ERROR_SIZE, "out of memory");
         sgmq_broker_destroy (&self);
@@ -3859,6 +4043,7 @@ sgmq_broker_new (const char *config_path, char *error)
     }
     zhashx_set_destructor (self->sessions, (zhashx_destructor_fn *) s_session_free);
     zhashx_set_destructor (self->by_name, (zhashx_destructor_fn *) zlistx_destroy);
+    zhashx_set_destructor (self->parked_by_peer, s_free_item);
     fcntl (self->signal_pipe [0], F_SETFL, O_NONBLOCK);
     fcntl (self->signal_pipe [1], F_SETFL, O_NONBLOCK);
     //  Before binding: a SIGTERM that comes as soon as clients can connect
@@ -3924,11 +4109,13 @@ sgmq_broker_run (sgmq_broker_t *self)
         s_turn (self);
     s_flush (self);
     s_log (self->broken ? S_LOG_ERROR : S_LOG_INFO, "stopping%s: frames=%llu "
-           "commands=%llu bad-frames=%llu bad-commands=%llu commits=%llu refused=%llu",
+           "commands=%llu bad-frames=%llu bad-commands=%llu dropped=%llu commits=%llu "
+           "refused=%llu",
            self->broken ? " (the store broke)" : "",
            (unsigned long long) self->frames_in, (unsigned long long) self->commands_in,
            (unsigned long long) self->bad_frames, (unsigned long long) self->bad_commands,
-           (unsigned long long) self->commits, (unsigned long long) self->refused);
+           (unsigned long long) self->dropped, (unsigned long long) self->commits,
+           (unsigned long long) self->refused);
     return self->broken ? -1 : 0;
 }
 
@@ -3948,6 +4135,14 @@ sgmq_broker_destroy (sgmq_broker_t **self_p)
     zhashx_destroy (&self->sessions);
     zlistx_destroy (&self->dirty);
     zlistx_destroy (&self->closing);
+    while (self->parked_ring && zlistx_size (self->parked_ring)) {
+        s_parked_t *parked = s_unpark (self);
+        zmq_msg_close (&parked->routing);
+        zmq_msg_close (&parked->payload);
+        free (parked);
+    }
+    zlistx_destroy (&self->parked_ring);
+    zhashx_destroy (&self->parked_by_peer);
     for (size_t i = 0; i < self->frame_capacity; i++)
         sgmq_proto_frame_destroy (&self->frames [i]);
     free (self->frames);

@@ -13,7 +13,10 @@
       list while another session floods (its wait after a 429 is tested
       against a fake broker in tests/unit/test_client.c);
     * a deadline far in the future (any uint a publisher may send) does not
-      make the broker's loop spin. */
+      make the broker's loop spin;
+    * a publisher that queues far more than the broker holds for one
+      connection is made to wait by libsgmq: every publish is confirmed
+      and the broker drops no frame. */
 #include "e2e.h"
 #include "sgmq_cert.h"
 #include "sgmq_proto.h"
@@ -91,6 +94,11 @@ s_escalate_many (s_cast_t *c, int count)
                                                     &confirm, &error), 0);
     sgmq_client_destroy (&pub);
 }
+
+//  Publishes queued at once by test_pipelining_drops_nothing: about 75
+//  MiB, far past what the broker holds for one connection (16 MiB a turn
+//  and 8 MiB parked).
+#define S_PIPELINED     12000
 
 //  A learning alert to the Executive from the Rapid Review Working Group,
 //  its sessions due at `due` (0: the broker's defaults).
@@ -596,6 +604,37 @@ test_far_deadline_does_not_spin (void **state)
     s_cast_destroy (&c);
 }
 
+static void
+test_pipelining_drops_nothing (void **state)
+{
+    (void) state;
+    s_cast_t *c = s_cast_new ("pipelining", 0);
+    sgmq_client_t *pub = e2e_connect (c->e2e, c->police);
+    static char summary [SGMQ_PROTO_MAX_TEXT + 1], requested [SGMQ_PROTO_MAX_SHORTTEXT + 1];
+    memset (summary, 's', SGMQ_PROTO_MAX_TEXT);
+    memset (requested, 'r', SGMQ_PROTO_MAX_SHORTTEXT);
+    sgmq_body_t body = e2e_escalation ("exploitation", "Missing from care");
+    body.u.escalation.summary = summary;
+    body.u.escalation.requested = requested;
+    sgmq_error_t error;
+    sgmq_confirm_t confirm;
+    for (int i = 0; i < S_PIPELINED; i++)
+        assert_int_equal (sgmq_client_publish_send (pub, NULL, &body, &error), 0);
+    for (int i = 0; i < S_PIPELINED; i++) {
+        assert_int_equal (sgmq_client_publish_wait (pub, testutil_ms (S_ANSWER_MS),
+                                                    &confirm, &error), 0);
+        assert_int_equal (error.code, 0);
+        assert_false (confirm.duplicate);
+    }
+    sgmq_client_destroy (&pub);
+    assert_int_equal (e2e_stop (c->e2e), 0);
+    char *log = e2e_log (c->e2e);
+    assert_non_null (strstr (log, " dropped=0 "));
+    assert_null (strstr (log, "code=429"));
+    free (log);
+    s_cast_destroy (&c);
+}
+
 int
 main (void)
 {
@@ -605,6 +644,7 @@ main (void)
         cmocka_unit_test (test_pending_work_is_bounded),
         cmocka_unit_test (test_far_deadline_does_not_spin),
         cmocka_unit_test (test_long_replay_outlives_the_session_timeout),
+        cmocka_unit_test (test_pipelining_drops_nothing),
     };
     if (sodium_init () < 0)
         return 1;

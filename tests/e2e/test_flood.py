@@ -10,6 +10,16 @@ read) and push 1 MiB frames for a few seconds, then close with linger 0
 (a reset). After every round the broker must be running and answer a
 well-behaved client; at the end it must stop by SIGTERM and exit 0.
 
+The second path to the same assertion, which any admitted key could take
+with one connection: a TCP segment holding more small frames than the
+connection's queue into the broker held, a ZMTP PING behind them and a
+publish last, then a reset. libzmq stopped reading with the PING still
+undecoded; the reset marked the connection broken; when the broker read
+the queue, libzmq decoded the PING and asserted writing its PONG. The
+broker's queues in are now unbounded in libzmq and bounded by the broker
+itself (ZMQ_RCVHWM 0, frames parked): a member must receive the publish
+that came after the PING, and the broker must still run, every round.
+
 usage: test_flood.py SGMQ_BROKER_BINARY SGMQ_CLI_BINARY
 """
 import os
@@ -27,12 +37,16 @@ import zmq
 # The wire helpers of the other Python client (written from PROTOCOL.md).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_python_client import commands_of, frame, read_zpl_value  # noqa: E402
+from rawcurve import Raw  # noqa: E402
 
 SCALE = max(1.0, float(os.environ.get("SGMQ_TEST_SCALE", "1")))
 CONNECTIONS = 8
 ROUNDS = 3
 FLOOD_S = 3.0
 STORED = 300                    # escalations, so that PENDING all is large
+PING_ROUNDS = 3
+SEGMENT = 8192                  # libzmq's decoder reads this much at a time
+QUEUE_WAS = 32                  # the broker's ZMQ_RCVHWM before the fix
 
 
 class Client:
@@ -50,14 +64,68 @@ class Client:
     def request(self, name, rid, body, timeout_ms):
         """Send one command; the first answer with its id (deliveries skipped)."""
         self.sock.send(frame([name, rid, body]))
+        return self.wait_for(lambda command: command[1] == rid, name, timeout_ms)
+
+    def wait_for(self, wanted, what, timeout_ms):
+        """The first command for which wanted(command) is true."""
         deadline = time.time() + timeout_ms / 1000
         while True:
             left = int((deadline - time.time()) * 1000)
             if left <= 0 or not self.sock.poll(left):
-                raise TimeoutError("no answer to %s" % name)
+                raise TimeoutError("no answer to %s" % what)
             for command in commands_of(self.sock.recv()):
-                if command[1] == rid:
+                if wanted(command):
                     return command
+
+
+def escalation(title, group="exploitation", summary="s" * 2000, requested="r" * 500):
+    return {"group": group, "title": title, "summary": summary, "severity": "high",
+            "requested": requested, "respond_by": int(time.time() * 1000) + 30 * 86400000}
+
+
+def ping_then_reset(broker, endpoint, deployment, flooder_cert, member, timeout_ms):
+    """PING_ROUNDS rounds of the second path (see the top of the file)."""
+    host, port = endpoint.split("://", 1)[1].rsplit(":", 1)
+    keys = (read_zpl_value(flooder_cert + "_secret", "public-key"),
+            read_zpl_value(flooder_cert + "_secret", "secret-key"),
+            read_zpl_value(os.path.join(deployment, "broker.cert"), "public-key"))
+    # The STORED escalations come first (they are all to the executive).
+    assert member.request("subscribe", 2, {"window": 10000}, timeout_ms)[0] == "subscribed"
+    for round_ in range(PING_ROUNDS):
+        raw = Raw(host, int(port), *keys, timeout=timeout_ms / 1000)
+        raw.send(raw.message(frame(["hello", 1, {}])))
+        assert commands_of(raw.receive())[0][0] == "welcome"
+        # In sending order (CURVE nonces grow): two long requests, far more
+        # frames than the queue held, the ZMTP PING, frames to fill the
+        # segment, and the publish the member must receive.
+        title = "After the ping %d" % round_
+        publish = frame(["publish", 3, {
+            "ref": "ping-reset-%d" % round_, "kind": "escalation",
+            "body": escalation(title, group="executive", summary="s", requested="r")}])
+        segment = b"".join(raw.message(frame(["pending", 10 + k, {"scope": "all",
+                                                                   "limit": 1000}]))
+                           for k in range(2))
+        segment += b"".join(raw.message(frame(["ping", 100 + k, {}]))
+                            for k in range(4 * QUEUE_WAS))
+        segment += raw.ping()
+        room = SEGMENT - Raw.message_size(len(publish))
+        while len(segment) + Raw.message_size(len(frame(["ping", 999, {}]))) <= room:
+            segment += raw.message(frame(["ping", 999, {}]))
+        segment += raw.message(publish)
+        assert len(segment) <= SEGMENT, len(segment)
+        raw.send(segment)
+        raw.reset()
+        try:
+            delivery = member.wait_for(lambda command: command[0] == "deliver"
+                                       and command[2]["body"]["title"] == title,
+                                       "the publish after the ping", timeout_ms)
+        except TimeoutError:
+            assert broker.poll() is None, "the broker died (exit %s)" % broker.returncode
+            raise
+        member.sock.send(frame(["ack", 4, {"seq": delivery[2]["seq"]}]))
+        assert broker.poll() is None, "the broker died (exit %s)" % broker.returncode
+        print("ping round %d: a %d-byte segment, the publish after the PING delivered"
+              % (round_, len(segment)))
 
 
 def main():
@@ -90,18 +158,17 @@ def main():
         # What PENDING all will list: each escalation to both members.
         flooder = Client(ctx, endpoint, deployment, certs["flooder"])
         assert flooder.request("hello", 1, {}, timeout_ms)[0] == "welcome"
-        respond_by = int(time.time() * 1000) + 30 * 86400000
         for n in range(STORED):
-            body = {"group": "exploitation", "title": "Flood %05d" % n, "summary": "s" * 2000,
-                    "severity": "high", "requested": "r" * 500, "respond_by": respond_by}
             answer = flooder.request("publish", 100 + n, {"ref": "f%05d" % n,
-                                                          "kind": "escalation", "body": body},
+                                                          "kind": "escalation",
+                                                          "body": escalation("Flood %05d" % n)},
                                      timeout_ms)
             assert answer[0] == "confirm", answer
         flooder.sock.close()
 
         member = Client(ctx, endpoint, deployment, certs["member"])
         assert member.request("hello", 1, {}, timeout_ms)[0] == "welcome"
+        ping_then_reset(broker, endpoint, deployment, certs["flooder"], member, timeout_ms)
         pending = frame(*[["pending", 10 + k, {"scope": "all", "limit": 1000}] for k in range(2)])
         big = frame(["ping", 9, {"x": "a" * (1024 * 1024 - 100)}])
         for round_ in range(ROUNDS):
@@ -134,6 +201,9 @@ def main():
             assert answer[0] == "pong", answer
             print("round %d: broker running, member answered" % round_)
         member.sock.close()
+        with open("/proc/%d/status" % broker.pid) as f:
+            peak = [line.split()[1] for line in f if line.startswith("VmHWM:")][0]
+        print("broker peak RSS %d MiB" % (int(peak) // 1024))
         broker.send_signal(signal.SIGTERM)
         rc = broker.wait(timeout=60 * SCALE)
         broker = None
