@@ -900,9 +900,18 @@ s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, sgmq_error_t *er
         int64_t deadline = zclock_mono () + self->timeout;
         if (s_flush (self, error))
             return -1;
+        bool again = false;
         while (self->bytes_in_flight + SGMQ_PROTO_MAX_REQUEST > S_IN_FLIGHT_BYTES)
-            if (s_await_async (self, deadline, error))
-                return -1;
+            if (s_await_async (self, deadline, error)) {
+                //  No answer for a whole timeout with this much unanswered:
+                //  the broker may have dropped frames and its 429 with
+                //  them (a full queue to us). Once, on a new connection.
+                if (again || error->code != SGMQ_CLIENT_E_TIMEOUT)
+                    return -1;
+                again = true;
+                self->session_lost = true;
+                deadline = zclock_mono () + self->timeout;
+            }
     }
     cmd->id = s_new_id (self);
     sgmq_proto_error_t perror;

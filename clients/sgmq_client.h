@@ -115,8 +115,9 @@ int
 //  it sends the batch once it holds 128 publishes or the frame is nearly
 //  as big as the broker accepts, so the broker stores one batch while the
 //  next is on its way; with about 2 MiB of requests unanswered it first
-//  waits for answers (up to the client's timeout; -1 if none come), so
-//  that the broker never has to drop a frame of this connection. _publish_wait sends what is queued when it has no
+//  waits for answers (up to the client's timeout; if none come, once more
+//  after sending them all again on a new connection; then -1), so that
+//  the broker need not drop a frame of this connection. _publish_wait sends what is queued when it has no
 //  answer to hand back, then waits up to `timeout` ms for the next confirm
 //  or refusal of a queued publish: 0 with `confirm` filled (and
 //  `error->code` 0), or 0 with `error` set when the broker refused that

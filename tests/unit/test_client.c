@@ -14,11 +14,16 @@
     * dropped frames (3.5): the fake drops a frame of pipelined publishes
       unread and answers ERROR 429 with id 0, as the broker does when one
       connection sends more than it holds: libsgmq sends every unanswered
-      publish again (on a new connection), and each is confirmed. */
+      publish again (on a new connection), and each is confirmed. Should
+      the 429 be lost too (the queue to a client that is not reading is
+      full), the fake answers nothing on the first connection: libsgmq,
+      waiting with 2 MiB unanswered, goes again on a new one once a whole
+      timeout passes without an answer. */
 #include "testutil.h"
 #include "sgmq_cert.h"
 #include "sgmq_client.h"
 #include "sgmq_proto.h"
+#include "sgmq_time.h"
 
 #include <czmq.h>
 #include <sodium.h>
@@ -45,6 +50,8 @@ typedef struct {
     int busy;                           //  PENDINGs answered 429; -1: all
     int pendings;                       //  PENDINGs received
     int drop;                           //  frames of PUBLISHes to drop
+    bool deaf;                          //  no answer to PUBLISH until a 2nd HELLO
+    int hellos;
     int publishes;                      //  PUBLISHes received (dropped too)
     uint64_t seq;                       //  the last confirmed
     sgmq_cert_t *cert;
@@ -145,8 +152,8 @@ s_pending (s_fake_t *fake, zframe_t *routing, uint64_t id)
 static void
 s_publishes (s_fake_t *fake, zframe_t *routing, sgmq_proto_frame_t *frame)
 {
-    bool drop = fake->drop > 0;
-    if (drop) {
+    bool drop = fake->drop > 0 || fake->deaf;
+    if (fake->drop > 0) {
         fake->drop--;
         sgmq_cmd_t busy = { .cmd = SGMQ_CMD_ERROR, .id = 0 };
         busy.u.error.code = SGMQ_E_BUSY;
@@ -192,6 +199,8 @@ s_fake_actor (zsock_t *pipe, void *arg)
                 if (!cmd)
                     continue;
                 if (cmd->cmd == SGMQ_CMD_HELLO) {
+                    if (++fake->hellos > 1)
+                        fake->deaf = false;
                     static const char *roles [] = { "auditor" };
                     sgmq_cmd_t welcome = { .cmd = SGMQ_CMD_WELCOME, .id = cmd->id };
                     welcome.u.welcome.name = "Independent scrutineer";
@@ -396,6 +405,42 @@ test_dropped_frames_go_again (void **state)
     assert_int_equal (s.fake.publishes, 6);
 }
 
+//  Over 2 MiB of escalations (6 KiB each) queued while the fake answers
+//  none of them on the first connection.
+#define S_DEAF_PUBLISHES 400
+
+static void
+test_silence_with_much_unanswered_goes_again (void **state)
+{
+    (void) state;
+    s_setup_t s;
+    s_setup (&s, S_HONEST, 0, (int) testutil_ms (500));
+    s.fake.deaf = true;
+    static char summary [SGMQ_PROTO_MAX_TEXT + 1], requested [SGMQ_PROTO_MAX_SHORTTEXT + 1];
+    memset (summary, 's', SGMQ_PROTO_MAX_TEXT);
+    memset (requested, 'r', SGMQ_PROTO_MAX_SHORTTEXT);
+    sgmq_body_t body = { .kind = SGMQ_KIND_ESCALATION };
+    body.u.escalation.group = "exploitation";
+    body.u.escalation.title = "Missing from care";
+    body.u.escalation.summary = summary;
+    body.u.escalation.severity = SGMQ_SEVERITY_HIGH;
+    body.u.escalation.requested = requested;
+    body.u.escalation.respond_by = sgmq_time_now () + 7 * 86400000ULL;
+    sgmq_error_t error;
+    for (int i = 0; i < S_DEAF_PUBLISHES; i++)
+        if (sgmq_client_publish_send (s.client, NULL, &body, &error))
+            fail_msg ("publish %d not queued: %d %s", i, error.code, error.reason);
+    for (int i = 0; i < S_DEAF_PUBLISHES; i++) {
+        sgmq_confirm_t confirm;
+        assert_int_equal (sgmq_client_publish_wait (s.client, (int) testutil_ms (5000),
+                                                    &confirm, &error), 0);
+        assert_int_equal (error.code, 0);
+    }
+    s_teardown (&s);
+    assert_int_equal (s.fake.hellos, 2);
+    assert_true (s.fake.publishes > S_DEAF_PUBLISHES);
+}
+
 int
 main (void)
 {
@@ -404,6 +449,7 @@ main (void)
         cmocka_unit_test (test_each_lie_is_found),
         cmocka_unit_test (test_pending_waits_out_a_busy_broker),
         cmocka_unit_test (test_dropped_frames_go_again),
+        cmocka_unit_test (test_silence_with_much_unanswered_goes_again),
     };
     if (sodium_init () < 0)
         return 1;
