@@ -79,9 +79,13 @@
 //  (tests/e2e/test_flood.py). So the queue never fills: each turn reads
 //  every frame libzmq holds, and what the turn cannot handle is parked
 //  here, in order, S_PARK_PEER_BYTES per connection at most and
-//  S_PARK_BYTES in all (past that a connection with S_PARK_SMALL or more
-//  parked loses the frame, answered 429 once a turn). libzmq then holds
-//  at most what its I/O thread decoded during one turn.
+//  S_PARK_BYTES in all (past that, one frame per connection). A frame
+//  past these is dropped, answered 429 once a turn, and so is every later
+//  one of that connection until what it had parked is handled: no gap in
+//  its order. libzmq then holds what its I/O thread decoded during one
+//  turn (but see docs/broker-design.md: a never-ending multipart message,
+//  or a connection reusing another's routing id, is held in libzmq where
+//  the broker cannot see it).
 //  Out: 256. A member that reads takes a window of large deliveries in
 //  one burst of ~50 frames (at 64 the rest were dropped, to come again
 //  30 s later); a peer that does not read loses the excess.
@@ -89,7 +93,6 @@
 #define S_SNDHWM            256
 #define S_PARK_PEER_BYTES   (4 * 1024 * 1024)
 #define S_PARK_BYTES        (128 * 1024 * 1024)
-#define S_PARK_SMALL        (1024 * 1024)
 //  Counted per parked frame besides its bytes (libzmq's and ours).
 #define S_PARK_OVERHEAD     256
 //  Frames parked per turn at most: the loop ends even if the I/O thread
@@ -379,6 +382,7 @@ typedef struct {
     s_parked_t *head, *tail;
     size_t bytes;
     uint64_t answered;          //  turn of its last 429 for a dropped frame
+    bool dropping;              //  a frame was dropped: drop until drained
     void *handle;               //  in the broker's parked_ring
 } s_peer_park_t;
 
@@ -3406,8 +3410,9 @@ s_park (sgmq_broker_t *self, zmq_msg_t *routing, zmq_msg_t *payload, bool multip
     size_t cost = s_park_cost (payload);
     size_t held = peer ? peer->bytes : 0;
     bool room = routing_size <= 255
+             && !(peer && peer->dropping)
              && held + cost <= S_PARK_PEER_BYTES
-             && (self->parked_bytes + cost <= S_PARK_BYTES || held < S_PARK_SMALL);
+             && (self->parked_bytes + cost <= S_PARK_BYTES || held == 0);
     s_parked_t *parked = room ? calloc (1, sizeof *parked) : NULL;
     if (parked && !peer) {
         peer = calloc (1, sizeof *peer);
@@ -3422,6 +3427,8 @@ s_park (sgmq_broker_t *self, zmq_msg_t *routing, zmq_msg_t *payload, bool multip
     }
     if (!parked) {
         self->dropped++;
+        if (peer)
+            peer->dropping = true;
         if (routing_size <= 255 && (!peer || peer->answered != self->turn)) {
             s_error_to (self, zmq_msg_data (routing), routing_size, 0, SGMQ_E_BUSY, NULL,
                         "frames dropped unread: too much from this connection waits "
