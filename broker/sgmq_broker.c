@@ -3250,6 +3250,7 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
     }
     const sgmq_principal_t *principal = key ? s_principal (self, key) : NULL;
     s_session_t *session = s_session_find (self, routing, routing_size);
+    s_session_t *ponged = NULL;
     bool retained = false;
     size_t count = sgmq_proto_count (frame);
     for (size_t i = 0; i < count; i++) {
@@ -3282,6 +3283,7 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
             case SGMQ_CMD_PING: {
                 sgmq_cmd_t pong = { .cmd = SGMQ_CMD_PONG, .id = cmd->id };
                 s_reply (self, session, &pong);
+                ponged = session;
                 break;
             }
             case SGMQ_CMD_BYE:
@@ -3334,6 +3336,12 @@ s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size
                 break;
         }
     }
+    //  A PONG goes with this frame's other immediate answers now, not at
+    //  the end of the turn: under load a turn takes long, and a client
+    //  judges the link by its PINGs. (What the session's writer holds
+    //  here is never a confirm: those are written after the commit.)
+    if (ponged && ponged == session)
+        s_send_frame (self, ponged);
     //  Commands kept for later point into this frame: keep it for the turn.
     if (retained)
         self->frame_count++;

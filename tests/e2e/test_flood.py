@@ -97,7 +97,10 @@ def ping_then_reset(broker, endpoint, deployment, flooder_cert, member, timeout_
         assert commands_of(raw.receive())[0][0] == "welcome"
         # In sending order (CURVE nonces grow): two long requests, far more
         # frames than the queue held, the ZMTP PING, frames to fill the
-        # segment, and the publish the member must receive.
+        # segment, and the publish the member must receive. The filler is
+        # a command the broker refuses (405) straight to the connection:
+        # a PONG that cannot be sent (the peer is gone) would end the
+        # session, and the publish with it.
         title = "After the ping %d" % round_
         publish = frame(["publish", 3, {
             "ref": "ping-reset-%d" % round_, "kind": "escalation",
@@ -105,12 +108,12 @@ def ping_then_reset(broker, endpoint, deployment, flooder_cert, member, timeout_
         segment = b"".join(raw.message(frame(["pending", 10 + k, {"scope": "all",
                                                                    "limit": 1000}]))
                            for k in range(2))
-        segment += b"".join(raw.message(frame(["ping", 100 + k, {}]))
+        segment += b"".join(raw.message(frame(["nope", 100 + k, {}]))
                             for k in range(4 * QUEUE_WAS))
         segment += raw.ping()
         room = SEGMENT - Raw.message_size(len(publish))
-        while len(segment) + Raw.message_size(len(frame(["ping", 999, {}]))) <= room:
-            segment += raw.message(frame(["ping", 999, {}]))
+        while len(segment) + Raw.message_size(len(frame(["nope", 999, {}]))) <= room:
+            segment += raw.message(frame(["nope", 999, {}]))
         segment += raw.message(publish)
         assert len(segment) <= SEGMENT, len(segment)
         raw.send(segment)
