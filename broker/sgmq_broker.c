@@ -79,13 +79,16 @@
 //  (tests/e2e/test_flood.py). So the queue never fills: each turn reads
 //  every frame libzmq holds, and what the turn cannot handle is parked
 //  here, in order, S_PARK_PEER_BYTES per connection at most and
-//  S_PARK_BYTES in all (past that, one frame per connection). A frame
-//  past these is dropped, answered 429 once a turn, and so is every later
-//  one of that connection until what it had parked is handled: no gap in
-//  its order. libzmq then holds what its I/O thread decoded during one
-//  turn (but see docs/broker-design.md: a never-ending multipart message,
-//  or a connection reusing another's routing id, is held in libzmq where
-//  the broker cannot see it).
+//  S_PARK_BYTES in all (past that, S_PARK_SPARE_BYTES more for
+//  connections with nothing parked, so that one flood does not cut off
+//  every other peer). A frame past these is dropped and answered 429 once
+//  a turn, and the connection's session ends there: every later request
+//  of it is refused (400, no session) until it says HELLO again, so what
+//  is handled has no gap (libsgmq then sends everything unanswered again,
+//  in order). libzmq then holds about what its I/O thread decodes during
+//  a turn (but see docs/broker-design.md: a never-ending multipart
+//  message, or a connection reusing another's routing id, is held in
+//  libzmq where the broker cannot see it).
 //  Out: 256. A member that reads takes a window of large deliveries in
 //  one burst of ~50 frames (at 64 the rest were dropped, to come again
 //  30 s later); a peer that does not read loses the excess.
@@ -93,6 +96,7 @@
 #define S_SNDHWM            256
 #define S_PARK_PEER_BYTES   (4 * 1024 * 1024)
 #define S_PARK_BYTES        (128 * 1024 * 1024)
+#define S_PARK_SPARE_BYTES  (32 * 1024 * 1024)
 //  Counted per parked frame besides its bytes (libzmq's and ours).
 #define S_PARK_OVERHEAD     256
 //  Frames parked per turn at most: the loop ends even if the I/O thread
@@ -3420,7 +3424,9 @@ s_park (sgmq_broker_t *self, zmq_msg_t *routing, zmq_msg_t *payload, bool multip
     bool room = routing_size <= 255
              && !(peer && peer->dropping)
              && held + cost <= S_PARK_PEER_BYTES
-             && (self->parked_bytes + cost <= S_PARK_BYTES || held == 0);
+             && (self->parked_bytes + cost <= S_PARK_BYTES
+                 || (held == 0 && self->parked_bytes + cost
+                                  <= S_PARK_BYTES + S_PARK_SPARE_BYTES));
     s_parked_t *parked = room ? calloc (1, sizeof *parked) : NULL;
     if (parked && !peer) {
         peer = calloc (1, sizeof *peer);
@@ -3433,14 +3439,18 @@ s_park (sgmq_broker_t *self, zmq_msg_t *routing, zmq_msg_t *payload, bool multip
         else
             peer->handle = zlistx_add_end (self->parked_ring, peer);
     }
+    s_session_t *session = zhashx_lookup (self->sessions, id);
     if (!parked) {
         self->dropped++;
         if (peer)
             peer->dropping = true;
+        if (session)
+            s_close_later (self, session);
         if (routing_size <= 255 && (!peer || peer->answered != self->turn)) {
             s_error_to (self, zmq_msg_data (routing), routing_size, 0, SGMQ_E_BUSY, NULL,
-                        "frames dropped unread: too much from this connection waits "
-                        "already; wait for answers before sending more");
+                        "frames dropped unread: too much waits from this connection; "
+                        "its session ends: say HELLO, then send again what is "
+                        "unanswered");
             if (peer)
                 peer->answered = self->turn;
             s_bad_input (self, zmq_msg_gets (payload, "User-Id"), zmq_msg_size (payload),
@@ -3465,7 +3475,6 @@ s_park (sgmq_broker_t *self, zmq_msg_t *routing, zmq_msg_t *payload, bool multip
     peer->bytes += cost;
     self->parked_bytes += cost;
     //  A sign of life: its session is not judged silent while it waits.
-    s_session_t *session = zhashx_lookup (self->sessions, id);
     if (session)
         session->last_seen = s_mono ();
 }

@@ -97,7 +97,7 @@ s_escalate_many (s_cast_t *c, int count)
 
 //  Publishes queued at once by test_pipelining_drops_nothing: about 75
 //  MiB, far past what the broker holds for one connection (16 MiB a turn
-//  and 8 MiB parked).
+//  and 4 MiB parked).
 #define S_PIPELINED     12000
 
 //  A learning alert to the Executive from the Rapid Review Working Group,

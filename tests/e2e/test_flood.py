@@ -20,6 +20,11 @@ broker's queues in are now unbounded in libzmq and bounded by the broker
 itself (ZMQ_RCVHWM 0, frames parked): a member must receive the publish
 that came after the PING, and the broker must still run, every round.
 
+And what the broker then does with a connection that sends more than it
+holds: it drops the frame (ERROR 429 with id 0) and ends the session, so
+that nothing the connection sent after the dropped frame is handled
+before it is sent again (a PING is refused with 400 until a new HELLO).
+
 usage: test_flood.py SGMQ_BROKER_BINARY SGMQ_CLI_BINARY
 """
 import os
@@ -131,6 +136,54 @@ def ping_then_reset(broker, endpoint, deployment, flooder_cert, member, timeout_
               % (round_, len(segment)))
 
 
+def first_answer(client, name, timeout_ms):
+    """The first answer to `name` sent again and again (ids from 100,000),
+    each waited for a second, for timeout_ms in all."""
+    for attempt in range(max(1, timeout_ms // 1000)):
+        try:
+            answer = client.request(name, 100000 + attempt, {}, 1000)
+        except TimeoutError:
+            continue
+        if not (answer[0] == "error" and answer[2]["code"] == 429):    # closing: again
+            return answer
+    raise TimeoutError("no answer to %s" % name)
+
+
+def session_ends_at_a_drop(ctx, endpoint, deployment, cert, timeout_ms):
+    """One connection sends frames of 1,024 publishes (of refs stored once:
+    cheap to decrypt, costly to handle, so they pile up in the broker
+    however fast its build is) until the broker drops one (ERROR 429 with
+    id 0), for FLOOD_S at most. Its session is then over: nothing it sends
+    later is handled until it says HELLO again, so what is handled has no
+    gap."""
+    client = Client(ctx, endpoint, deployment, cert, sndhwm=4)   # little left queued here
+    assert client.request("hello", 1, {}, timeout_ms)[0] == "welcome"
+    publishes = frame(*[["publish", 20 + k, {"ref": "w%05d" % k, "kind": "escalation",
+                                             "body": escalation("Watch %05d" % k, summary="s",
+                                                                requested="r")}]
+                        for k in range(1024)])
+    dropped = False
+    deadline = time.time() + FLOOD_S * SCALE
+    while not dropped and time.time() < deadline:
+        try:
+            client.sock.send(publishes, zmq.DONTWAIT)
+        except zmq.Again:
+            client.sock.poll(2)
+        while client.sock.poll(0):
+            for command in commands_of(client.sock.recv()):
+                dropped |= command[:2] == ["error", 0] and command[2]["code"] == 429
+    assert dropped, "no frame was dropped: the flood stayed within what the broker holds"
+    # The refusals of what was still on its way fill the queue to us, so an
+    # answer may be dropped too (a peer not reading): ask until one comes.
+    answer = first_answer(client, "ping", timeout_ms)
+    assert answer[0] == "error" and answer[2]["code"] == 400, answer
+    answer = first_answer(client, "hello", timeout_ms)
+    assert answer[0] == "welcome", answer
+    assert client.request("ping", 11, {}, timeout_ms)[0] == "pong"
+    client.sock.close()
+    print("a dropped frame ended its session; a new HELLO started another")
+
+
 def main():
     broker_bin, cli = sys.argv[1], sys.argv[2]
     work = tempfile.mkdtemp(prefix="sgmq-flood-")
@@ -172,6 +225,7 @@ def main():
         member = Client(ctx, endpoint, deployment, certs["member"])
         assert member.request("hello", 1, {}, timeout_ms)[0] == "welcome"
         ping_then_reset(broker, endpoint, deployment, certs["flooder"], member, timeout_ms)
+        session_ends_at_a_drop(ctx, endpoint, deployment, certs["flooder"], timeout_ms)
         pending = frame(*[["pending", 10 + k, {"scope": "all", "limit": 1000}] for k in range(2)])
         big = frame(["ping", 9, {"x": "a" * (1024 * 1024 - 100)}])
         for round_ in range(ROUNDS):
