@@ -39,14 +39,16 @@
 #define S_BATCH_SEND        128
 //  Encoded pipelined requests unanswered at most: past it, queueing one
 //  waits for answers first. The broker reads everything a connection
-//  sends and drops frames past what it can hold for one connection (4
-//  MiB beyond a turn's 16 MiB; PROTOCOL.md 3.5), so a client that
-//  pipelines more would have frames dropped, where TCP once made it wait.
+//  sends and drops frames past what it holds for one connection (4 MiB
+//  waiting; PROTOCOL.md 3.5), so a client that pipelines more would have
+//  frames dropped, where TCP once made it wait.
 #define S_IN_FLIGHT_BYTES   (2 * 1024 * 1024)
 //  Verify reports progress this often.
 #define S_PROGRESS_EVERY    4096
 //  After a 429, the first pause (ms) before asking again; it doubles.
 #define S_BUSY_PAUSE        10
+//  After dropped frames the pause before reconnecting doubles up to this.
+#define S_DROP_PAUSE_MAX    1000
 
 typedef struct {
     uint64_t seq, time;
@@ -110,6 +112,8 @@ struct _sgmq_client_t {
     zlistx_t *in_flight;        //  s_async_t *, in the order sent
     size_t acks_in_flight;      //  of which acks
     size_t bytes_in_flight;     //  their encoded size
+    int drop_pause;             //  ms before reconnecting after dropped frames
+    int64_t reconnect_after;    //  zclock_mono; 0: at once
     zlistx_t *answers;          //  s_answer_t *, for publishes
     sgmq_error_t ack_error;     //  first refusal of a pipelined ack
     bool session_lost;          //  the broker answered "no session"
@@ -266,6 +270,11 @@ static int s_connect_once (sgmq_client_t *self, sgmq_error_t *error);
 static int
 s_connect (sgmq_client_t *self, sgmq_error_t *error)
 {
+    //  After dropped frames, a pause (doubling) before everything goes
+    //  again: the broker is overloaded, maybe by someone else.
+    int64_t wait = self->reconnect_after - zclock_mono ();
+    if (wait > 0)
+        zclock_sleep ((int) wait);
     if (s_connect_once (self, error) == 0)
         return 0;
     s_disconnect (self);
@@ -479,8 +488,14 @@ s_stash (sgmq_client_t *self, const sgmq_cmd_t *cmd)
     //  connection (the broker stores a ref once).
     if (cmd->cmd == SGMQ_CMD_ERROR && cmd->id == 0 && cmd->u.error.code == SGMQ_E_BUSY) {
         self->session_lost = true;
+        self->drop_pause = !self->drop_pause ? S_BUSY_PAUSE
+                         : self->drop_pause < S_DROP_PAUSE_MAX ? self->drop_pause * 2
+                         : self->drop_pause;
+        self->reconnect_after = zclock_mono () + self->drop_pause;
         return;
     }
+    if (cmd->cmd == SGMQ_CMD_CONFIRM || cmd->cmd == SGMQ_CMD_ACKED)
+        self->drop_pause = 0;
     //  "No session" (the broker restarted under this connection): the
     //  request was not processed; it goes again after a new HELLO.
     bool lost = cmd->cmd == SGMQ_CMD_ERROR && cmd->u.error.code == SGMQ_E_BAD_REQUEST;
@@ -902,7 +917,10 @@ s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, sgmq_error_t *er
             return -1;
         bool again = false;
         while (self->bytes_in_flight + SGMQ_PROTO_MAX_REQUEST > S_IN_FLIGHT_BYTES)
-            if (s_await_async (self, deadline, error)) {
+            if (zclock_mono () >= deadline
+                ? s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "no answer from %s in time",
+                          self->broker)
+                : s_await_async (self, deadline, error)) {
                 //  No answer for a whole timeout with this much unanswered:
                 //  the broker may have dropped frames and its 429 with
                 //  them (a full queue to us). Once, on a new connection.
@@ -1093,8 +1111,12 @@ sgmq_client_recv (sgmq_client_t *self, int timeout, const sgmq_delivery_t **deli
             //  A lost session (broker restarted under the same connection).
             if (cmd->cmd == SGMQ_CMD_ERROR && cmd->u.error.code == SGMQ_E_BAD_REQUEST)
                 s_disconnect (self);
-            else
+            else {
                 s_stash (self, cmd);
+                //  Frames dropped (429, id 0): the queued acks go again.
+                if (self->session_lost)
+                    s_disconnect (self);
+            }
         }
     }
     s_delivery_free (&self->current);

@@ -115,9 +115,9 @@ int
 //  it sends the batch once it holds 128 publishes or the frame is nearly
 //  as big as the broker accepts, so the broker stores one batch while the
 //  next is on its way; with about 2 MiB of requests unanswered it first
-//  waits for answers (up to the client's timeout; if none come, once more
-//  after sending them all again on a new connection; then -1), so that
-//  the broker need not drop a frame of this connection. _publish_wait sends what is queued when it has no
+//  waits for answers (up to the client's timeout; if none come, as long
+//  again after sending them all again on a new connection; then -1), so
+//  that the broker need not drop a frame of this connection. _publish_wait sends what is queued when it has no
 //  answer to hand back, then waits up to `timeout` ms for the next confirm
 //  or refusal of a queued publish: 0 with `confirm` filled (and
 //  `error->code` 0), or 0 with `error` set when the broker refused that
@@ -196,7 +196,9 @@ int
 //  SGMQ_E_UNAVAILABLE or SGMQ_E_STORAGE_FULL: not stored, ack it again
 //  later), the other acks standing. A lost connection or session is
 //  repaired as for publishes: unanswered acks go again (acking twice is
-//  harmless). _acks_in_flight counts the unanswered ones.
+//  harmless); and like _publish_send, _ack_send first waits for answers
+//  when about 2 MiB of requests are unanswered. _acks_in_flight counts
+//  the unanswered ones.
 int
     sgmq_client_ack_send (sgmq_client_t *self, uint64_t seq, sgmq_error_t *error);
 int
