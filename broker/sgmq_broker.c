@@ -434,6 +434,12 @@ struct _sgmq_broker_t {
     struct { uint64_t seq, gen; } settling [S_SETTLED_SLOTS]; //  this batch's
     sgmq_proto_frame_t *body_frame; //  for decoding stored bodies
     sgmq_proto_writer_t *scratch_writer;
+    //  Refusals to the connection whose frame is being handled gather in
+    //  one frame (s_error_to): a frame of 1,024 refused commands was
+    //  answered by 1,024 frames, which filled a peer's queue out.
+    sgmq_proto_writer_t *refusals;
+    const uint8_t *refusals_to;     //  that connection's routing id, or NULL
+    size_t refusals_to_size;
     //  Timers
     int64_t next_registry_scan;
     int64_t next_redeliver_scan;
@@ -784,6 +790,18 @@ s_send_frame (sgmq_broker_t *self, s_session_t *session)
     sgmq_proto_writer_reset (session->out);
 }
 
+//  Sends the refusals gathered for the connection whose frame is being
+//  handled.
+static void
+s_refusals_flush (sgmq_broker_t *self)
+{
+    if (self->refusals_to && sgmq_proto_writer_count (self->refusals))
+        s_send_raw (self, self->refusals_to, self->refusals_to_size,
+                    sgmq_proto_writer_data (self->refusals),
+                    sgmq_proto_writer_size (self->refusals));
+    sgmq_proto_writer_reset (self->refusals);
+}
+
 //  An error answer straight to a routing id (no session needed).
 static void
 __attribute__ ((format (printf, 7, 8)))
@@ -799,12 +817,23 @@ s_error_to (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
     cmd.u.error.code = (uint32_t) code;
     cmd.u.error.reason = reason;
     cmd.u.error.field = field && *field ? field : NULL;
+    self->refused++;
+    if (self->refusals_to && routing_size == self->refusals_to_size
+    &&  memcmp (routing, self->refusals_to, routing_size) == 0) {
+        int rc = sgmq_proto_write (self->refusals, &cmd, NULL);
+        if (rc == -1) {
+            s_refusals_flush (self);
+            rc = sgmq_proto_write (self->refusals, &cmd, NULL);
+        }
+        if (rc != 0)
+            s_log (S_LOG_ERROR, "cannot encode an ERROR %d", code);
+        return;
+    }
     sgmq_proto_writer_t *writer = self->scratch_writer;
     sgmq_proto_writer_reset (writer);
     if (sgmq_proto_write (writer, &cmd, NULL) == 0)
         s_send_raw (self, routing, routing_size, sgmq_proto_writer_data (writer),
                     sgmq_proto_writer_size (writer));
-    self->refused++;
 }
 
 static void
@@ -3230,10 +3259,27 @@ s_bad_input (sgmq_broker_t *self, const char *key, size_t size, int code, bool f
     }
 }
 
+static size_t
+    s_handle_commands (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
+                       const uint8_t *data, size_t size, const char *key, bool multipart);
+
 //  One frame from one peer. Returns the number of commands it held.
 static size_t
 s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
                 const uint8_t *data, size_t size, const char *key, bool multipart)
+{
+    self->refusals_to = routing;
+    self->refusals_to_size = routing_size;
+    size_t count = s_handle_commands (self, routing, routing_size, data, size, key,
+                                      multipart);
+    s_refusals_flush (self);
+    self->refusals_to = NULL;
+    return count;
+}
+
+static size_t
+s_handle_commands (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
+                   const uint8_t *data, size_t size, const char *key, bool multipart)
 {
     self->frames_in++;
     sgmq_proto_frame_t *frame = s_frame_slot (self);
@@ -4055,11 +4101,12 @@ sgmq_broker_new (const char *config_path, char *error)
     self->parked_ring = zlistx_new ();
     self->body_frame = sgmq_proto_frame_new ();
     self->scratch_writer = s_writer_new ();
+    self->refusals = s_writer_new ();
     self->internal = calloc (S_TIMERS_PER_TURN, sizeof *self->internal);
     self->internal_capacity = S_TIMERS_PER_TURN;
     if (!self->config_path || !self->sessions || !self->by_name || !self->dirty
     ||  !self->closing || !self->parked_by_peer || !self->parked_ring || !self->body_frame
-    ||  !self->scratch_writer || !self->internal
+    ||  !self->scratch_writer || !self->refusals || !self->internal
     ||  pipe (self->signal_pipe) != 0) {
         snprintf (error, SGMQ_BROKER_ERROR_SIZE, "out of memory");
         sgmq_broker_destroy (&self);
@@ -4178,6 +4225,7 @@ sgmq_broker_destroy (sgmq_broker_t **self_p)
     free (self->due);
     sgmq_proto_frame_destroy (&self->body_frame);
     sgmq_proto_writer_destroy (&self->scratch_writer);
+    sgmq_proto_writer_destroy (&self->refusals);
     s_recent_destroy (self);
     //  Closing the store signs a final checkpoint of the chain head.
     sgmq_store_close (&self->store);

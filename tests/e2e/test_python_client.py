@@ -230,6 +230,13 @@ def run_protocol(endpoint, work, deploy):
     police.send(frame(["teleport", 10, {}]))
     name, error = police.answer(10)
     assert name == "error" and error["code"] == 405, error   # unknown command
+    # The refusals of one frame's commands come in one frame.
+    assert not police.inbox and not police.kept, (police.inbox, police.kept)
+    police.send(frame(["teleport", 14, {}], ["teleport", 15, {}], ["teleport", 16, {}]))
+    assert police.sock.poll(TIMEOUT_MS), "no answer from the broker"
+    refusals = commands_of(police.sock.recv())
+    assert [(c[0], c[1], c[2]["code"]) for c in refusals] == \
+        [("error", i, 405) for i in (14, 15, 16)], refusals
     police.send(frame(["publish", 11, {"ref": "py-0002", "kind": "escalation",
                                        "body": {"group": "exploitation"}}]))
     name, error = police.answer(11)
