@@ -18,7 +18,8 @@
       the 429 be lost too (the queue to a client that is not reading is
       full), the fake answers nothing on the first connection: libsgmq,
       waiting with 2 MiB unanswered, goes again on a new one once a whole
-      timeout passes without an answer. */
+      timeout passes without an answer. It goes again after a pause, not at
+      once, and a member waiting in sgmq_client_recv goes again too. */
 #include "testutil.h"
 #include "sgmq_cert.h"
 #include "sgmq_client.h"
@@ -52,6 +53,9 @@ typedef struct {
     int drop;                           //  frames of PUBLISHes to drop
     bool deaf;                          //  no answer to PUBLISH until a 2nd HELLO
     int hellos;
+    int subscribes;
+    bool drop_on_subscribe;             //  the 1st SUBSCRIBE: SUBSCRIBED, then 429 id 0
+    int64_t dropped_at, rehello_at;     //  zclock_mono of the 1st drop, the 2nd HELLO
     int publishes;                      //  PUBLISHes received (dropped too)
     uint64_t seq;                       //  the last confirmed
     sgmq_cert_t *cert;
@@ -155,6 +159,8 @@ s_publishes (s_fake_t *fake, zframe_t *routing, sgmq_proto_frame_t *frame)
     bool drop = fake->drop > 0 || fake->deaf;
     if (fake->drop > 0) {
         fake->drop--;
+        if (!fake->dropped_at)
+            fake->dropped_at = zclock_mono ();
         sgmq_cmd_t busy = { .cmd = SGMQ_CMD_ERROR, .id = 0 };
         busy.u.error.code = SGMQ_E_BUSY;
         busy.u.error.reason = "frames dropped unread";
@@ -201,6 +207,8 @@ s_fake_actor (zsock_t *pipe, void *arg)
                 if (cmd->cmd == SGMQ_CMD_HELLO) {
                     if (++fake->hellos > 1)
                         fake->deaf = false;
+                    if (fake->hellos == 2)
+                        fake->rehello_at = zclock_mono ();
                     static const char *roles [] = { "auditor" };
                     sgmq_cmd_t welcome = { .cmd = SGMQ_CMD_WELCOME, .id = cmd->id };
                     welcome.u.welcome.name = "Independent scrutineer";
@@ -217,6 +225,21 @@ s_fake_actor (zsock_t *pipe, void *arg)
                 else
                 if (cmd->cmd == SGMQ_CMD_PENDING)
                     s_pending (fake, routing, cmd->id);
+                else
+                if (cmd->cmd == SGMQ_CMD_SUBSCRIBE) {
+                    sgmq_cmd_t answers [2] = {
+                        { .cmd = SGMQ_CMD_SUBSCRIBED, .id = cmd->id },
+                        { .cmd = SGMQ_CMD_ERROR, .id = 0 }
+                    };
+                    answers [1].u.error.code = SGMQ_E_BUSY;
+                    answers [1].u.error.reason = "frames dropped unread";
+                    bool drop = fake->drop_on_subscribe && ++fake->subscribes == 1;
+                    if (!fake->drop_on_subscribe)
+                        fake->subscribes++;
+                    if (drop && !fake->dropped_at)
+                        fake->dropped_at = zclock_mono ();
+                    s_send (fake, routing, answers, drop ? 2 : 1);
+                }
                 else
                 if (cmd->cmd == SGMQ_CMD_PING) {
                     sgmq_cmd_t pong = { .cmd = SGMQ_CMD_PONG, .id = cmd->id };
@@ -403,6 +426,28 @@ test_dropped_frames_go_again (void **state)
     }
     s_teardown (&s);
     assert_int_equal (s.fake.publishes, 6);
+    //  Not at once: the broker is overloaded, maybe by someone else.
+    assert_true (s.fake.rehello_at - s.fake.dropped_at >= 10);
+}
+
+//  A member waiting in sgmq_client_recv when the broker drops a frame of
+//  its (acks): it starts again on a new connection (HELLO, SUBSCRIBE).
+static void
+test_recv_goes_again_after_a_drop (void **state)
+{
+    (void) state;
+    s_setup_t s;
+    s_setup (&s, S_HONEST, 0, (int) testutil_ms (5000));
+    s.fake.drop_on_subscribe = true;
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_subscribe (s.client, 10, NULL, &error), 0);
+    const sgmq_delivery_t *delivery;
+    assert_int_equal (sgmq_client_recv (s.client, (int) testutil_ms (500), &delivery,
+                                        &error), -1);
+    assert_int_equal (error.code, SGMQ_CLIENT_E_TIMEOUT);
+    s_teardown (&s);
+    assert_int_equal (s.fake.hellos, 2);
+    assert_int_equal (s.fake.subscribes, 2);
 }
 
 //  Over 2 MiB of escalations (6 KiB each) queued while the fake answers
@@ -450,6 +495,7 @@ main (void)
         cmocka_unit_test (test_pending_waits_out_a_busy_broker),
         cmocka_unit_test (test_dropped_frames_go_again),
         cmocka_unit_test (test_silence_with_much_unanswered_goes_again),
+        cmocka_unit_test (test_recv_goes_again_after_a_drop),
     };
     if (sodium_init () < 0)
         return 1;
