@@ -112,6 +112,13 @@
 //  the protocol, would drop the connection; our decoder still refuses
 //  anything over max-frame with 414.
 #define S_CURVE_OVERHEAD    256
+//  How often the memory guard looks at the heap (a flood of 1 GB/s adds
+//  at most this many MB past limits/max-memory).
+#define S_MEMORY_CHECK_MS   100
+//  Reopening the clients' socket after the memory guard dropped every
+//  connection: tries, and the pause between them.
+#define S_REOPEN_TRIES      100
+#define S_REOPEN_PAUSE_MS   20
 //  Half-finished CURVE handshakes are dropped after this long.
 #define S_HANDSHAKE_MS      5000
 //  Registry rescans: revocation takes effect within this plus one turn.
@@ -445,6 +452,8 @@ struct _sgmq_broker_t {
     int64_t next_redeliver_scan;
     int64_t next_checkpoint;
     int64_t next_trim;          //  s_mono ms of the next malloc_trim
+    size_t heap_settled;        //  heap bytes at start or after the guard
+    int64_t next_memory_check;
     uint64_t next_store_timer;  //  wall ms; 0: none
     uint64_t s_next_store_timer;
     int64_t timers_retry_at;    //  after a failed batch: mono ms; 0: at once
@@ -3549,6 +3558,18 @@ s_unpark (sgmq_broker_t *self)
     return parked;
 }
 
+//  Drops every parked frame.
+static void
+s_park_clear (sgmq_broker_t *self)
+{
+    while (zlistx_size (self->parked_ring)) {
+        s_parked_t *parked = s_unpark (self);
+        zmq_msg_close (&parked->routing);
+        zmq_msg_close (&parked->payload);
+        free (parked);
+    }
+}
+
 //  Parked frames first (a connection's frames are handled in the order
 //  they came), then new ones, up to a turn's budget; then the rest of
 //  what libzmq holds is parked (S_RCVHWM).
@@ -3592,10 +3613,82 @@ s_close_later (sgmq_broker_t *self, s_session_t *session)
 //  --------------------------------------------------------------------------
 //  Housekeeping: rescans, expiry, redelivery scan, checkpoints
 
+//  The broker's own heap (resident pages not backed by a file: the
+//  store's pages are), in bytes; 0 if unknown.
+static size_t
+s_heap_bytes (void)
+{
+    FILE *file = fopen ("/proc/self/statm", "r");
+    unsigned long long size, resident, shared;
+    int fields = file ? fscanf (file, "%llu %llu %llu", &size, &resident, &shared) : 0;
+    if (file)
+        fclose (file);
+    if (fields != 3 || shared > resident)
+        return 0;
+    return (size_t) (resident - shared) * (size_t) sysconf (_SC_PAGESIZE);
+}
+
+static int
+    s_router_open (sgmq_broker_t *self, const char *endpoint, char *error);
+
+//  libzmq 4.3.4 holds input the broker can neither see nor bound: a
+//  multipart message whose parts never end, and the input of a
+//  connection that chose a routing id already in use (set aside unread).
+//  One admitted key can grow the broker that way. Past limits/max-memory
+//  of heap grown since it settled (at start, or after the last time) the
+//  broker drops every connection: it closes its socket, which frees what
+//  libzmq held, and opens it again on the same endpoint. Clients connect
+//  again and send what is unanswered; nothing stored is touched. (Growth,
+//  not the whole heap: what the allocator keeps after the drop must not
+//  make it drop everyone again and again.)
+static void
+s_memory_guard (sgmq_broker_t *self)
+{
+    size_t heap = s_heap_bytes ();
+    int64_t limit = sgmq_config_int (self->config, SGMQ_OPT_MAX_MEMORY);
+    if (!self->heap_settled)
+        self->heap_settled = heap;
+    if (!heap || heap <= self->heap_settled
+    ||  (int64_t) (heap - self->heap_settled) <= limit)
+        return;
+    s_log (S_LOG_ERROR, "heap %zu MiB, grown past limits/max-memory (%lld MiB): dropping "
+           "every connection (libzmq holds input the broker cannot bound: a multipart "
+           "message that never ends, or a reused routing id)", heap >> 20,
+           (long long) (limit >> 20));
+    while (zhashx_size (self->sessions))
+        s_session_drop (self, zhashx_first (self->sessions), "memory");
+    s_park_clear (self);
+    char endpoint [sizeof self->endpoint];
+    s_copy (endpoint, sizeof endpoint, self->endpoint);
+    zsock_destroy (&self->router);
+    //  libzmq closes the old listener in its own thread: the port may be
+    //  taken for a moment.
+    char error [SGMQ_BROKER_ERROR_SIZE] = "";
+    for (int attempt = 0; attempt < S_REOPEN_TRIES; attempt++) {
+        if (s_router_open (self, endpoint, error) == 0)
+            break;
+        zsock_destroy (&self->router);
+        zclock_sleep (S_REOPEN_PAUSE_MS);
+    }
+    malloc_trim (0);
+    if (!self->router) {
+        s_log (S_LOG_ERROR, "cannot listen again: %s", error);
+        self->stop = 1;
+        return;
+    }
+    self->heap_settled = s_heap_bytes ();
+    s_log (S_LOG_WARNING, "listening again on %s; heap %zu MiB", self->endpoint,
+           self->heap_settled >> 20);
+}
+
 static void
 s_housekeeping (sgmq_broker_t *self)
 {
     int64_t now = s_mono ();
+    if (now >= self->next_memory_check) {
+        s_memory_guard (self);
+        self->next_memory_check = now + S_MEMORY_CHECK_MS;
+    }
     if (now >= self->next_registry_scan) {
         s_registry_rescan (self);
         self->next_registry_scan = now + S_REGISTRY_SCAN_MS;
@@ -3669,6 +3762,8 @@ s_poll_timeout (sgmq_broker_t *self)
     int64_t wake = now + S_IDLE_POLL_MS;
     if (self->next_registry_scan < wake)
         wake = self->next_registry_scan;
+    if (self->next_memory_check < wake)
+        wake = self->next_memory_check;
     if (self->next_redeliver_scan < wake)
         wake = self->next_redeliver_scan;
     if (self->next_checkpoint < wake)
@@ -4010,6 +4105,14 @@ s_bind (sgmq_broker_t *self, char *error)
                   zmq_strerror (zmq_errno ()));
         return -1;
     }
+    return s_router_open (self, sgmq_config_str (self->config, SGMQ_OPT_ENDPOINT), error);
+}
+
+//  The clients' socket, secured, bound to `endpoint` (its resolved form
+//  goes to self->endpoint). 0 or -1 with `error`.
+static int
+s_router_open (sgmq_broker_t *self, const char *endpoint, char *error)
+{
     self->router = zsock_new (ZMQ_ROUTER);
     if (!self->router) {
         snprintf (error, SGMQ_BROKER_ERROR_SIZE, "cannot create the socket");
@@ -4048,7 +4151,6 @@ s_bind (sgmq_broker_t *self, char *error)
     int max_rt = timeout < INT_MAX / S_STREAM_STALLS ? S_STREAM_STALLS * timeout : INT_MAX;
     zmq_setsockopt (handle, ZMQ_TCP_MAXRT, &max_rt, sizeof max_rt);
     zsock_set_linger (self->router, S_LINGER_MS);
-    const char *endpoint = sgmq_config_str (self->config, SGMQ_OPT_ENDPOINT);
     if (zsock_bind (self->router, "%s", endpoint) < 0) {
         snprintf (error, SGMQ_BROKER_ERROR_SIZE, "%s: cannot listen on %s: %s",
                   sgmq_config_origin (self->config), endpoint, zmq_strerror (zmq_errno ()));
@@ -4206,12 +4308,8 @@ sgmq_broker_destroy (sgmq_broker_t **self_p)
     zhashx_destroy (&self->sessions);
     zlistx_destroy (&self->dirty);
     zlistx_destroy (&self->closing);
-    while (self->parked_ring && zlistx_size (self->parked_ring)) {
-        s_parked_t *parked = s_unpark (self);
-        zmq_msg_close (&parked->routing);
-        zmq_msg_close (&parked->payload);
-        free (parked);
-    }
+    if (self->parked_ring)
+        s_park_clear (self);
     zlistx_destroy (&self->parked_ring);
     zhashx_destroy (&self->parked_by_peer);
     for (size_t i = 0; i < self->frame_capacity; i++)

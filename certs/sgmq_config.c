@@ -61,6 +61,7 @@ static const s_option_t s_options [] = {
     { SGMQ_OPT_HEARTBEAT, "limits", "heartbeat", S_DURATION, "5s", 100 * S_MS, 10 * S_MINUTE, NULL, false },
     { SGMQ_OPT_SESSION_TIMEOUT, "limits", "session-timeout", S_DURATION, "15s", 300 * S_MS, S_HOUR, NULL, false },
     { SGMQ_OPT_MAP_SIZE_MAX, "limits", "map-size-max", S_INT, "1099511627776", 1 << 20, INT64_MAX, NULL, false },
+    { SGMQ_OPT_MAX_MEMORY, "limits", "max-memory", S_INT, "1073741824", 16 << 20, INT64_MAX, NULL, false },
     { SGMQ_OPT_ACK_BY, "deadlines", "ack-by", S_DURATION, "5wd", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_ESCALATION_ACK_BY, "deadlines", "escalation-ack-by", S_DURATION, "1wd", S_SECOND, S_DEADLINE_MAX, NULL, true },
     { SGMQ_OPT_REPEAT, "deadlines", "repeat", S_DURATION, "1wd", S_SECOND, S_DEADLINE_MAX, NULL, true },

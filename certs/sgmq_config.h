@@ -49,6 +49,7 @@ typedef enum {
     SGMQ_OPT_HEARTBEAT,         //  duration: client ping interval
     SGMQ_OPT_SESSION_TIMEOUT,   //  duration: silence that ends a session
     SGMQ_OPT_MAP_SIZE_MAX,      //  int: bytes the store may grow to
+    SGMQ_OPT_MAX_MEMORY,        //  int: heap growth (bytes) past which every connection goes
     //  section "deadlines"
     SGMQ_OPT_ACK_BY,            //  duration: any delivery is overdue after
     SGMQ_OPT_ESCALATION_ACK_BY, //  duration: Executive must ack an escalation
