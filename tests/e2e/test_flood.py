@@ -28,7 +28,6 @@ before it is sent again (a PING is refused with 400 until a new HELLO).
 usage: test_flood.py SGMQ_BROKER_BINARY SGMQ_CLI_BINARY
 """
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -41,7 +40,8 @@ import zmq
 
 # The wire helpers of the other Python client (written from PROTOCOL.md).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_python_client import commands_of, frame, read_zpl_value  # noqa: E402
+from test_python_client import (commands_of, frame, read_zpl_value,  # noqa: E402
+                                start_broker)
 from rawcurve import Raw  # noqa: E402
 
 SCALE = max(1.0, float(os.environ.get("SGMQ_TEST_SCALE", "1")))
@@ -184,90 +184,43 @@ def session_ends_at_a_drop(ctx, endpoint, deployment, cert, timeout_ms):
     print("a dropped frame ended its session; a new HELLO started another")
 
 
-def main():
+def with_broker(prefix, principals, test, io_threads=1, config=None):
+    """Make a deployment with the real `sgmq init`, admit `principals`
+    ((short name, roles, groups) ...), let config(text) edit its sgmq.cfg,
+    start the real broker (sys.argv[1], CLI sys.argv[2]) on a free
+    loopback port, run test(broker, endpoint, deployment, certs, log_path,
+    ctx, timeout_ms), then stop the broker by SIGTERM: it must exit 0. The
+    broker's log is shown if anything fails; the folder is removed."""
     broker_bin, cli = sys.argv[1], sys.argv[2]
-    work = tempfile.mkdtemp(prefix="sgmq-flood-")
+    work = tempfile.mkdtemp(prefix=prefix)
     deployment = os.path.join(work, "deploy")
+    log_path = os.path.join(work, "broker.log")
     broker = None
-    ctx = zmq.Context(io_threads=2)
+    ctx = zmq.Context(io_threads=io_threads)
     try:
         subprocess.run([cli, "init", deployment, "--endpoint", "tcp://127.0.0.1:*"],
                        check=True, stdout=subprocess.DEVNULL)
+        config_path = os.path.join(deployment, "sgmq.cfg")
+        if config:
+            with open(config_path) as f:
+                text = config(f.read())
+            with open(config_path, "w") as f:
+                f.write(text)
         certs = {}
-        for short, roles, groups in (
-                ("flooder", "publisher,member,auditor", "executive,exploitation"),
-                ("member", "member", "executive")):
+        for short, roles, groups in principals:
             certs[short] = os.path.join(work, short + ".cert")
             subprocess.run([cli, "cert", "new", "--name", "A " + short, "--agency", "Agency",
                             "--role", roles, "--groups", groups, "--out", certs[short],
                             "--admit", deployment], check=True, stdout=subprocess.DEVNULL)
-        log = open(os.path.join(work, "broker.log"), "w")
-        broker = subprocess.Popen([broker_bin, "--config", os.path.join(deployment, "sgmq.cfg")],
-                                  stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
-        ready, _, _ = select.select([broker.stdout], [], [], 30 * SCALE)
-        assert ready, "the broker did not say it was ready"
-        line = broker.stdout.readline().decode()
-        assert "ready on " in line, line
-        endpoint = line.split("ready on ", 1)[1].strip()
-        timeout_ms = int(10000 * SCALE)
-
-        # What PENDING all will list: each escalation to both members.
-        flooder = Client(ctx, endpoint, deployment, certs["flooder"])
-        assert flooder.request("hello", 1, {}, timeout_ms)[0] == "welcome"
-        for n in range(STORED):
-            answer = flooder.request("publish", 100 + n, {"ref": "f%05d" % n,
-                                                          "kind": "escalation",
-                                                          "body": escalation("Flood %05d" % n)},
-                                     timeout_ms)
-            assert answer[0] == "confirm", answer
-        flooder.sock.close()
-
-        member = Client(ctx, endpoint, deployment, certs["member"])
-        assert member.request("hello", 1, {}, timeout_ms)[0] == "welcome"
-        ping_then_reset(broker, endpoint, deployment, certs["flooder"], member, timeout_ms)
-        session_ends_at_a_drop(ctx, endpoint, deployment, certs["flooder"], timeout_ms)
-        pending = frame(*[["pending", 10 + k, {"scope": "all", "limit": 1000}] for k in range(2)])
-        big = frame(["ping", 9, {"x": "a" * (1024 * 1024 - 100)}])
-        for round_ in range(ROUNDS):
-            floods = [Client(ctx, endpoint, deployment, certs["flooder"],
-                             rcvhwm=1, rcvbuf=4096, sndhwm=4) for _ in range(CONNECTIONS)]
-            for f in floods:
-                f.sock.send(frame(["hello", 1, {}]))
-            stop = threading.Event()
-
-            def flood(client):
-                while not stop.is_set():
-                    try:
-                        client.sock.send(pending, zmq.DONTWAIT)
-                        client.sock.send(big, zmq.DONTWAIT)
-                    except zmq.Again:
-                        time.sleep(0.002)
-
-            threads = [threading.Thread(target=flood, args=(f,), daemon=True) for f in floods]
-            for t in threads:
-                t.start()
-            time.sleep(FLOOD_S)             # the flood's length, not a wait for anything
-            stop.set()
-            for t in threads:
-                t.join(10)
-            for f in floods:
-                f.sock.close()              # linger 0: the connections are reset
-            # The broker is still running and answers the member.
-            answer = member.request("ping", 1000 + round_, {}, timeout_ms)
-            assert broker.poll() is None, "the broker died (exit %s)" % broker.returncode
-            assert answer[0] == "pong", answer
-            print("round %d: broker running, member answered" % round_)
-        member.sock.close()
-        with open("/proc/%d/status" % broker.pid) as f:
-            peak = [line.split()[1] for line in f if line.startswith("VmHWM:")][0]
-        print("broker peak RSS %d MiB" % (int(peak) // 1024))
+        with open(log_path, "w") as log:
+            broker, endpoint = start_broker(broker_bin, config_path, log)
+        test(broker, endpoint, deployment, certs, log_path, ctx, int(10000 * SCALE))
         broker.send_signal(signal.SIGTERM)
         rc = broker.wait(timeout=60 * SCALE)
         broker = None
         assert rc == 0, "broker exit %d" % rc
         print("ok")
     except BaseException:
-        log_path = os.path.join(work, "broker.log")
         if os.path.exists(log_path):
             with open(log_path) as f:
                 sys.stderr.write(f.read()[-4000:])
@@ -278,6 +231,65 @@ def main():
             broker.wait()
         ctx.destroy(linger=0)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def flood_test(broker, endpoint, deployment, certs, log_path, ctx, timeout_ms):
+    # What PENDING all will list: each escalation to both members.
+    flooder = Client(ctx, endpoint, deployment, certs["flooder"])
+    assert flooder.request("hello", 1, {}, timeout_ms)[0] == "welcome"
+    for n in range(STORED):
+        answer = flooder.request("publish", 100 + n, {"ref": "f%05d" % n,
+                                                      "kind": "escalation",
+                                                      "body": escalation("Flood %05d" % n)},
+                                 timeout_ms)
+        assert answer[0] == "confirm", answer
+    flooder.sock.close()
+
+    member = Client(ctx, endpoint, deployment, certs["member"])
+    assert member.request("hello", 1, {}, timeout_ms)[0] == "welcome"
+    ping_then_reset(broker, endpoint, deployment, certs["flooder"], member, timeout_ms)
+    session_ends_at_a_drop(ctx, endpoint, deployment, certs["flooder"], timeout_ms)
+    pending = frame(*[["pending", 10 + k, {"scope": "all", "limit": 1000}] for k in range(2)])
+    big = frame(["ping", 9, {"x": "a" * (1024 * 1024 - 100)}])
+    for round_ in range(ROUNDS):
+        floods = [Client(ctx, endpoint, deployment, certs["flooder"],
+                         rcvhwm=1, rcvbuf=4096, sndhwm=4) for _ in range(CONNECTIONS)]
+        for f in floods:
+            f.sock.send(frame(["hello", 1, {}]))
+        stop = threading.Event()
+
+        def flood(client):
+            while not stop.is_set():
+                try:
+                    client.sock.send(pending, zmq.DONTWAIT)
+                    client.sock.send(big, zmq.DONTWAIT)
+                except zmq.Again:
+                    time.sleep(0.002)
+
+        threads = [threading.Thread(target=flood, args=(f,), daemon=True) for f in floods]
+        for t in threads:
+            t.start()
+        time.sleep(FLOOD_S)             # the flood's length, not a wait for anything
+        stop.set()
+        for t in threads:
+            t.join(10)
+        for f in floods:
+            f.sock.close()              # linger 0: the connections are reset
+        # The broker is still running and answers the member.
+        answer = member.request("ping", 1000 + round_, {}, timeout_ms)
+        assert broker.poll() is None, "the broker died (exit %s)" % broker.returncode
+        assert answer[0] == "pong", answer
+        print("round %d: broker running, member answered" % round_)
+    member.sock.close()
+    with open("/proc/%d/status" % broker.pid) as f:
+        peak = [line.split()[1] for line in f if line.startswith("VmHWM:")][0]
+    print("broker peak RSS %d MiB" % (int(peak) // 1024))
+
+
+def main():
+    with_broker("sgmq-flood-", (("flooder", "publisher,member,auditor", "executive,exploitation"),
+                                ("member", "member", "executive")),
+                flood_test, io_threads=2)
 
 
 if __name__ == "__main__":
