@@ -468,6 +468,7 @@ struct _sgmq_broker_t {
     size_t replays;             //  sessions with a replay running
     volatile sig_atomic_t stop;
     bool broken;
+    bool unbound;               //  the guard could not listen again
     //  Counters (logged at shutdown)
     uint64_t frames_in, commands_in, bad_frames, commits, refused;
     uint64_t bad_commands;      //  commands refused by the codec
@@ -3672,7 +3673,10 @@ s_memory_guard (sgmq_broker_t *self)
     }
     malloc_trim (0);
     if (!self->router) {
+        //  A broker nobody can reach is no use: stop with a failure, so
+        //  that systemd starts it again.
         s_log (S_LOG_ERROR, "cannot listen again: %s", error);
+        self->unbound = true;
         self->stop = 1;
         return;
     }
@@ -3845,6 +3849,8 @@ s_turn (sgmq_broker_t *self)
     if (items [1].revents & ZMQ_POLLIN)
         s_zap_serve (self);
     s_housekeeping (self);
+    if (self->stop)
+        return;                     //  the memory guard could not listen again
     s_drain (self);
     s_scan_sessions (self);
     bool timers_due = self->next_store_timer
@@ -4289,7 +4295,7 @@ sgmq_broker_run (sgmq_broker_t *self)
            (unsigned long long) self->bad_frames, (unsigned long long) self->bad_commands,
            (unsigned long long) self->dropped, (unsigned long long) self->commits,
            (unsigned long long) self->refused);
-    return self->broken ? -1 : 0;
+    return self->broken || self->unbound ? -1 : 0;
 }
 
 void
