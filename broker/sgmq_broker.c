@@ -3269,27 +3269,10 @@ s_bad_input (sgmq_broker_t *self, const char *key, size_t size, int code, bool f
     }
 }
 
-static size_t
-    s_handle_commands (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
-                       const uint8_t *data, size_t size, const char *key, bool multipart);
-
 //  One frame from one peer. Returns the number of commands it held.
 static size_t
 s_handle_frame (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
                 const uint8_t *data, size_t size, const char *key, bool multipart)
-{
-    self->refusals_to = routing;
-    self->refusals_to_size = routing_size;
-    size_t count = s_handle_commands (self, routing, routing_size, data, size, key,
-                                      multipart);
-    s_refusals_flush (self);
-    self->refusals_to = NULL;
-    return count;
-}
-
-static size_t
-s_handle_commands (sgmq_broker_t *self, const uint8_t *routing, size_t routing_size,
-                   const uint8_t *data, size_t size, const char *key, bool multipart)
 {
     self->frames_in++;
     sgmq_proto_frame_t *frame = s_frame_slot (self);
@@ -3443,17 +3426,22 @@ s_drain_full (const s_drained_t *drained)
         || drained->commands >= S_DRAIN_COMMANDS;
 }
 
-//  Handles one frame and closes it.
+//  Handles one frame and closes it; the refusals its commands get go
+//  together, at the end.
 static void
 s_take_frame (sgmq_broker_t *self, zmq_msg_t *routing, zmq_msg_t *payload,
               bool multipart, s_drained_t *drained)
 {
     if (zmq_msg_size (routing) <= 255) {
         const char *key = zmq_msg_gets (payload, "User-Id");
+        self->refusals_to = zmq_msg_data (routing);
+        self->refusals_to_size = zmq_msg_size (routing);
         drained->commands += s_handle_frame (self, zmq_msg_data (routing),
                                              zmq_msg_size (routing),
                                              zmq_msg_data (payload),
                                              zmq_msg_size (payload), key, multipart);
+        s_refusals_flush (self);
+        self->refusals_to = NULL;
         drained->bytes += zmq_msg_size (payload);
     }
     drained->frames++;
