@@ -901,36 +901,48 @@ s_await_async (sgmq_client_t *self, int64_t deadline, sgmq_error_t *error)
     return s_recover (self, error);
 }
 
+//  Send what is queued and wait until answers leave room for one more
+//  request under S_IN_FLIGHT_BYTES: up to the client's timeout, and as
+//  long again after sending everything again on a new connection when
+//  nothing came (the broker may have dropped frames, and its 429 with
+//  them: a full queue to us). 0 or -1.
+static int
+s_wait_for_room (sgmq_client_t *self, sgmq_error_t *error)
+{
+    if (s_flush (self, error))
+        return -1;
+    int64_t deadline = zclock_mono () + self->timeout;
+    bool again = false;
+    while (self->bytes_in_flight + SGMQ_PROTO_MAX_REQUEST > S_IN_FLIGHT_BYTES) {
+        //  The deadline holds even while other commands keep coming.
+        int rc = zclock_mono () < deadline
+               ? s_await_async (self, deadline, error)
+               : s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "no answer from %s in time",
+                         self->broker);
+        if (rc == 0)
+            continue;
+        if (again || error->code != SGMQ_CLIENT_E_TIMEOUT)
+            return -1;
+        again = true;
+        self->session_lost = true;
+        deadline = zclock_mono () + self->timeout;
+    }
+    return 0;
+}
+
 //  Queue a request to be answered later: into the batch, and, encoded,
 //  into in_flight, to go again as it is if the connection is lost. The
 //  batch goes once it is worth a frame (so that the broker commits one
 //  batch while the next is on its way), and always before it could outgrow
 //  what this broker accepts. With S_IN_FLIGHT_BYTES unanswered, answers
-//  are awaited first (up to the client's timeout). 0 once queued, or -1
-//  (not queued).
+//  are awaited first (s_wait_for_room). 0 once queued, or -1 (not
+//  queued).
 static int
 s_queue (sgmq_client_t *self, sgmq_cmd_t *cmd, const char *ref, sgmq_error_t *error)
 {
-    if (self->bytes_in_flight + SGMQ_PROTO_MAX_REQUEST > S_IN_FLIGHT_BYTES) {
-        int64_t deadline = zclock_mono () + self->timeout;
-        if (s_flush (self, error))
-            return -1;
-        bool again = false;
-        while (self->bytes_in_flight + SGMQ_PROTO_MAX_REQUEST > S_IN_FLIGHT_BYTES)
-            if (zclock_mono () >= deadline
-                ? s_fail (error, SGMQ_CLIENT_E_TIMEOUT, NULL, "no answer from %s in time",
-                          self->broker)
-                : s_await_async (self, deadline, error)) {
-                //  No answer for a whole timeout with this much unanswered:
-                //  the broker may have dropped frames and its 429 with
-                //  them (a full queue to us). Once, on a new connection.
-                if (again || error->code != SGMQ_CLIENT_E_TIMEOUT)
-                    return -1;
-                again = true;
-                self->session_lost = true;
-                deadline = zclock_mono () + self->timeout;
-            }
-    }
+    if (self->bytes_in_flight + SGMQ_PROTO_MAX_REQUEST > S_IN_FLIGHT_BYTES
+    &&  s_wait_for_room (self, error))
+        return -1;
     cmd->id = s_new_id (self);
     sgmq_proto_error_t perror;
     int rc = sgmq_proto_write (self->batch, cmd, &perror);
