@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t
 bench_now_ns (void)
@@ -23,6 +24,22 @@ bench_sleep_ns (int64_t ns)
     struct timespec ts = { (time_t) (ns / 1000000000), (long) (ns % 1000000000) };
     while (nanosleep (&ts, &ts) && errno == EINTR)
         ;
+}
+
+double
+bench_machine_cpu (void)
+{
+    FILE *file = fopen ("/proc/stat", "r");
+    if (!file)
+        return 0;
+    unsigned long long user, nice, system, idle, iowait, irq, softirq;
+    int fields = fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu", &user,
+                         &nice, &system, &idle, &iowait, &irq, &softirq);
+    fclose (file);
+    if (fields != 7)
+        return 0;
+    return (double) (user + nice + system + irq + softirq)
+         / (double) sysconf (_SC_CLK_TCK);
 }
 
 void

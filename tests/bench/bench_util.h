@@ -18,6 +18,15 @@ int64_t
 void
     bench_sleep_ns (int64_t ns);
 
+//  CPU seconds the whole machine has been busy since boot: every CPU,
+//  every process and the kernel (user, nice, system, irq, softirq of
+//  /proc/stat; not idle, iowait or steal, the host's). A difference over a
+//  measured window, divided by its length, is the cores in use, servers
+//  and clients together: what the machine spent on a shape. 0 if
+//  /proc/stat cannot be read.
+double
+    bench_machine_cpu (void);
+
 //  Print "PROGRAM: message" on stderr and exit 1.
 void __attribute__ ((format (printf, 1, 2), noreturn))
     bench_die (const char *format, ...);

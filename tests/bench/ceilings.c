@@ -5,6 +5,10 @@
       disk DIR SECS                 synced 4 KiB writes: pwrite + fdatasync,
                                     overwriting a preallocated file, and
                                     appending to a growing one; rate, p50, p99
+      disk-lat DIR RATE SECS        the same overwriting write, open loop at
+                                    RATE a second: p50/p99/p99.9 from each
+                                    write's scheduled time (what a publish at
+                                    that rate waits for at least)
       lmdb DIR PUTS SECS            LMDB synced commits/s with PUTS 1 KiB
                                     puts (MDB_APPEND) per transaction
       curve SIZE WINDOW SECS        raw CZMQ DEALER -> ROUTER echo with CURVE,
@@ -68,6 +72,27 @@ s_cpu_self (void)
          + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
 }
 
+//  The cores this client and the whole machine (servers included) used
+//  over a measured window.
+typedef struct {
+    double self0, machine0;
+    double client, machine;
+} cpu_t;
+
+static void
+s_cpu_start (cpu_t *cpu)
+{
+    cpu->self0 = s_cpu_self ();
+    cpu->machine0 = bench_machine_cpu ();
+}
+
+static void
+s_cpu_stop (cpu_t *cpu, double secs)
+{
+    cpu->client = (s_cpu_self () - cpu->self0) / secs;
+    cpu->machine = (bench_machine_cpu () - cpu->machine0) / secs;
+}
+
 static int
 s_cmp_i64 (const void *a, const void *b)
 {
@@ -96,33 +121,51 @@ s_pct (int64_t *lat, size_t count)
 //  --------------------------------------------------------------------------
 //  disk
 
+#define DISK_BLOCKS 16384        //  64 MiB, overwritten round robin
+
+static uint8_t s_block [4096];
+
+//  A file for synced 4 KiB writes in dir; preallocated unless appending.
+static int
+s_disk_file (const char *dir, bool append, char *path, size_t path_size)
+{
+    snprintf (path, path_size, "%s/sgmq-ceiling-disk-%d", dir, (int) getpid ());
+    int fd = open (path, O_RDWR | O_CREAT | O_TRUNC | (append ? O_APPEND : 0), 0600);
+    if (fd < 0)
+        bench_die ("%s: %s", path, strerror (errno));
+    randombytes_buf (s_block, sizeof s_block);
+    if (!append) {
+        for (size_t i = 0; i < DISK_BLOCKS; i++)
+            if (pwrite (fd, s_block, sizeof s_block, (off_t) (i * sizeof s_block))
+                != sizeof s_block)
+                bench_die ("write: %s", strerror (errno));
+        fsync (fd);
+    }
+    return fd;
+}
+
+//  The n-th synced 4 KiB write.
+static void
+s_disk_write (int fd, bool append, size_t n)
+{
+    ssize_t done = append ? write (fd, s_block, sizeof s_block)
+                          : pwrite (fd, s_block, sizeof s_block,
+                                    (off_t) ((n % DISK_BLOCKS) * sizeof s_block));
+    if (done != (ssize_t) sizeof s_block || fdatasync (fd))
+        bench_die ("write: %s", strerror (errno));
+}
+
 static void
 s_disk_one (const char *dir, double secs, bool append)
 {
     char path [4096];
-    snprintf (path, sizeof path, "%s/sgmq-ceiling-disk-%d", dir, (int) getpid ());
-    int fd = open (path, O_RDWR | O_CREAT | O_TRUNC | (append ? O_APPEND : 0), 0600);
-    if (fd < 0)
-        bench_die ("%s: %s", path, strerror (errno));
-    static uint8_t block [4096];
-    randombytes_buf (block, sizeof block);
-    size_t blocks = 16384;          //  64 MiB, reused round robin
-    if (!append) {
-        for (size_t i = 0; i < blocks; i++)
-            if (pwrite (fd, block, sizeof block, (off_t) (i * sizeof block)) != sizeof block)
-                bench_die ("write: %s", strerror (errno));
-        fsync (fd);
-    }
+    int fd = s_disk_file (dir, append, path, sizeof path);
     size_t cap = 1 << 20, count = 0;
     int64_t *lat = malloc (sizeof (int64_t) * cap);
     int64_t t0 = bench_now_ns (), end = t0 + (int64_t) (secs * 1e9);
     while (bench_now_ns () < end && count < cap) {
         int64_t a = bench_now_ns ();
-        ssize_t done = append ? write (fd, block, sizeof block)
-                              : pwrite (fd, block, sizeof block,
-                                        (off_t) ((count % blocks) * sizeof block));
-        if (done != (ssize_t) sizeof block || fdatasync (fd))
-            bench_die ("write: %s", strerror (errno));
+        s_disk_write (fd, append, count);
         lat [count++] = bench_now_ns () - a;
     }
     double elapsed = (double) (bench_now_ns () - t0) / 1e9;
@@ -141,6 +184,43 @@ s_disk (const char *dir, double secs)
 {
     s_disk_one (dir, secs, false);
     s_disk_one (dir, secs, true);
+}
+
+//  Open loop, like the latency shapes: the writes follow a fixed schedule
+//  (sleeping between them, as a broker at that rate idles), and a write
+//  that is late makes the next ones late, counted from their scheduled
+//  times. Back to back (s_disk_one) the disk and the CPUs never idle; at
+//  a low rate each write also pays for waking them, and a slow stretch of
+//  the disk holds many writes instead of a few.
+static void
+s_disk_lat (const char *dir, double rate, double secs)
+{
+    if (!(rate > 0 && rate <= 1e6 && secs > 0 && secs <= 3600))
+        bench_die ("disk-lat: RATE in (0, 10^6], SECS in (0, 3600]");
+    prctl (PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    char path [4096];
+    int fd = s_disk_file (dir, false, path, sizeof path);
+    uint64_t warm = (uint64_t) rate, total = warm + (uint64_t) (rate * secs);
+    int64_t *lat = malloc (sizeof (int64_t) * total);
+    if (!lat)
+        bench_die ("out of memory");
+    int64_t start = bench_now_ns () + 10000000;
+    size_t count = 0;
+    for (uint64_t i = 0; i < total; i++) {
+        int64_t due = start + (int64_t) ((double) i * 1e9 / rate);
+        bench_sleep_ns (due - bench_now_ns ());
+        s_disk_write (fd, false, i);
+        if (i >= warm)
+            lat [count++] = bench_now_ns () - due;
+    }
+    pct_t p = s_pct (lat, count);
+    printf ("{\"shape\": \"disk-lat\", \"case\": \"%.0f/s offered\", \"p50_ms\": %.4f, "
+            "\"p99_ms\": %.4f, \"p999_ms\": %.4f, \"max_ms\": %.4f}\n",
+            rate, p.p50, p.p99, p.p999, p.max);
+    fflush (stdout);
+    close (fd);
+    unlink (path);
+    free (lat);
 }
 
 //  --------------------------------------------------------------------------
@@ -523,19 +603,19 @@ s_redis_pub_thread (void *arg)
 //  Run `conns` publishers for warmup + secs; acked per second measured.
 static double
 s_rate_run (void *(*fn) (void *), void *args, size_t arg_size, int conns,
-            atomic_int *stop, atomic_uint_fast64_t *acked, double secs, double *cpu)
+            atomic_int *stop, atomic_uint_fast64_t *acked, double secs, cpu_t *cpu)
 {
     pthread_t threads [64];
     for (int i = 0; i < conns; i++)
         pthread_create (&threads [i], NULL, fn, (char *) args + (size_t) i * arg_size);
     bench_sleep_ns (WARMUP_NS);
     uint64_t a0 = atomic_load (acked);
-    double c0 = s_cpu_self ();
+    s_cpu_start (cpu);
     int64_t t0 = bench_now_ns ();
     bench_sleep_ns ((int64_t) (secs * 1e9));
     uint64_t a1 = atomic_load (acked);
     int64_t t1 = bench_now_ns ();
-    *cpu = (s_cpu_self () - c0) / ((double) (t1 - t0) / 1e9);
+    s_cpu_stop (cpu, (double) (t1 - t0) / 1e9);
     atomic_store (stop, 1);
     for (int i = 0; i < conns; i++)
         pthread_join (threads [i], NULL);
@@ -553,12 +633,12 @@ s_redis_pub (int port, size_t size, int conns, int window, double secs)
                               .stop = &stop, .acked = &acked };
         snprintf (args [i].key, sizeof args [i].key, "bench:%d:%d", (int) getpid (), i);
     }
-    double cpu;
+    cpu_t cpu;
     double rate = s_rate_run (s_redis_pub_thread, args, sizeof args [0], conns, &stop,
                               &acked, secs, &cpu);
     printf ("{\"shape\": \"throughput\", \"peer\": \"redis\", \"size\": %zu, "
-            "\"case\": \"%d conn x window %d\", \"rate\": %.1f, \"client_cpu\": %.2f}\n",
-            size, conns, window, rate, cpu);
+            "\"case\": \"%d conn x window %d\", \"rate\": %.1f, \"client_cpu\": %.2f, "
+            "\"machine_cpu\": %.2f}\n", size, conns, window, rate, cpu.client, cpu.machine);
     fflush (stdout);
 }
 
@@ -682,13 +762,14 @@ s_redis_fanout (int port, size_t size, int members, double secs)
     pthread_create (&pub_thread, NULL, s_redis_pub_thread, &pub);
     bench_sleep_ns (WARMUP_NS);
     uint64_t a0 = atomic_load (&acked), p0 = atomic_load (&published);
-    double c0 = s_cpu_self ();
+    cpu_t cpu;
+    s_cpu_start (&cpu);
     int64_t t0 = bench_now_ns ();
     bench_sleep_ns ((int64_t) (secs * 1e9));
     uint64_t a1 = atomic_load (&acked), p1 = atomic_load (&published);
     int64_t t1 = bench_now_ns ();
     double elapsed = (double) (t1 - t0) / 1e9;
-    double cpu = (s_cpu_self () - c0) / elapsed;
+    s_cpu_stop (&cpu, elapsed);
     atomic_store (&pub_stop, 1);
     pthread_join (pub_thread, NULL);
     atomic_store (&stop, 1);
@@ -696,8 +777,9 @@ s_redis_fanout (int port, size_t size, int members, double secs)
         pthread_join (threads [i], NULL);
     printf ("{\"shape\": \"fanout\", \"peer\": \"redis\", \"size\": %zu, \"case\": "
             "\"1 pub -> %d groups\", \"rate\": %.1f, \"published\": %.1f, "
-            "\"client_cpu\": %.2f}\n", size, members, (double) (a1 - a0) / elapsed,
-            (double) (p1 - p0) / elapsed, cpu);
+            "\"client_cpu\": %.2f, \"machine_cpu\": %.2f}\n", size, members,
+            (double) (a1 - a0) / elapsed, (double) (p1 - p0) / elapsed, cpu.client,
+            cpu.machine);
     fflush (stdout);
     const char *del [] = { "DEL", key };
     s_redis_call (admin, 2, del);
@@ -937,12 +1019,12 @@ s_nats_pub (int port, size_t size, int conns, int window, double secs)
                               .stop = &stop, .acked = &acked };
         snprintf (args [i].stream, sizeof args [i].stream, "%s", stream);
     }
-    double cpu;
+    cpu_t cpu;
     double rate = s_rate_run (s_nats_pub_thread, args, sizeof args [0], conns, &stop,
                               &acked, secs, &cpu);
     printf ("{\"shape\": \"throughput\", \"peer\": \"nats\", \"size\": %zu, "
-            "\"case\": \"%d conn x window %d\", \"rate\": %.1f, \"client_cpu\": %.2f}\n",
-            size, conns, window, rate, cpu);
+            "\"case\": \"%d conn x window %d\", \"rate\": %.1f, \"client_cpu\": %.2f, "
+            "\"machine_cpu\": %.2f}\n", size, conns, window, rate, cpu.client, cpu.machine);
     fflush (stdout);
     s_nats_stream (admin, false);
 }
@@ -1000,7 +1082,8 @@ s_usage (void)
 {
     fprintf (stderr,
 "Usage: sgmq-ceilings COMMAND ARGS (each prints one JSON line)\n"
-"  disk DIR SECS | lmdb DIR PUTS SECS | curve SIZE WINDOW SECS\n"
+"  disk DIR SECS | disk-lat DIR RATE SECS | lmdb DIR PUTS SECS\n"
+"  curve SIZE WINDOW SECS\n"
 "  redis-pub PORT SIZE CONNS WINDOW SECS | redis-lat PORT SIZE RATE SECS\n"
 "  redis-fanout PORT SIZE MEMBERS SECS | redis-replay PORT SIZE COUNT\n"
 "  nats-pub PORT SIZE CONNS WINDOW SECS | nats-lat PORT SIZE RATE SECS\n");
@@ -1022,6 +1105,9 @@ main (int argc, char **argv)
 #define ARG(i) (argc > (i) ? argv [i] : (s_usage (), ""))
     if (strcmp (cmd, "disk") == 0)
         s_disk (ARG (2), atof (ARG (3)));
+    else
+    if (strcmp (cmd, "disk-lat") == 0)
+        s_disk_lat (ARG (2), atof (ARG (3)), atof (ARG (4)));
     else
     if (strcmp (cmd, "lmdb") == 0)
         s_lmdb (ARG (2), (size_t) atoi (ARG (3)), atof (ARG (4)));

@@ -144,6 +144,7 @@ if ! skipped ceilings; then
     log "ceilings"
     for _ in $(seq 1 "$runs"); do
         "$ceil" disk "$work" "$duration" >> "$ceilings"
+        "$ceil" disk-lat "$work" 2000 "$duration" >> "$ceilings"
         "$ceil" lmdb "$work" 1 "$duration" >> "$ceilings"
         "$ceil" lmdb "$work" 1000 "$duration" >> "$ceilings"
         for size in "${size_list[@]}"; do

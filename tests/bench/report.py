@@ -86,6 +86,38 @@ def ceiling(rows, shape, case=None, size=None, key="rate"):
                 and (size is None or r.get("size") == size)])
 
 
+def cpu_budget(sg, peers, size, p):
+    """What each message costs the whole machine (servers, clients, kernel),
+    and the rate that cost allows on all its CPUs: a bound no overlap of
+    work with waiting can pass."""
+    ncpu = sg.doc["machine"].get("nproc")
+    # (name, shape, sgmq case, metric, Redis case, the target's Redis case, factor)
+    rows = (("publish->confirm, 1 pub x window 1000", "throughput", "1 pub x window 1000",
+             "confirmed", "1 conn x window 1000", "1 conn x window 1000", 2),
+            ("publish->confirm, 8 pubs x window 100", "throughput", "8 pubs x window 100",
+             "confirmed", "8 conn x window 100", "redis-benchmark 50 clients -P 16", 1),
+            ("fan-out 1 -> 10, per delivery acked", "fanout", "1 pub -> 10 members",
+             "acked", "1 pub -> 10 groups", "1 pub -> 10 groups", 2))
+    if not ncpu or sg.get("throughput", size, rows[0][2], "machine_cpu") is None:
+        return
+    p(f"## CPU of the whole machine per message ({size} B, {ncpu} CPUs)\n")
+    p("| shape | sgmq cores busy | sgmq us/msg | rate its CPUs allow at that cost | "
+      "Redis cores busy | Redis us/msg | target rate | sgmq us/msg the target needs |")
+    p("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, shape, case, metric, rcase, tcase, factor in rows:
+        rate = sg.get(shape, size, case, metric)
+        busy = sg.get(shape, size, case, "machine_cpu")
+        rrate = peers.get("redis", "always", shape, size, rcase)
+        rbusy = peers.get("redis", "always", shape, size, rcase, key="machine_cpu")
+        trate = peers.get("redis", "always", shape, size, tcase)
+        us = busy / rate * 1e6 if rate and busy else None
+        rus = rbusy / rrate * 1e6 if rrate and rbusy else None
+        need = factor * trate if trate else None
+        p(f"| {name} | {fmt(busy)} | {fmt(us)} | {fmt(ncpu / us * 1e6 if us else None)} | "
+          f"{fmt(rbusy)} | {fmt(rus)} | {fmt(need)} | {fmt(ncpu / need * 1e6 if need else None)} |")
+    p("")
+
+
 def svg_chart(sg, path):
     """Two panels: connected members and stored messages (log x)."""
     panels = []
@@ -188,6 +220,9 @@ def main():
         p(f"| synced 4 KiB writes/s ({case}, pwrite+fdatasync) | {fmt(ceiling(ceil, 'disk', case))} |")
         p(f"| synced 4 KiB write p50 / p99 ms ({case}) | {fmt(ceiling(ceil, 'disk', case, key='p50_ms'), 'ms')}"
           f" / {fmt(ceiling(ceil, 'disk', case, key='p99_ms'), 'ms')} |")
+    p(f"| synced 4 KiB write p50 / p99 ms, open loop at 2,000/s (overwrite) | "
+      f"{fmt(ceiling(ceil, 'disk-lat', '2000/s offered', key='p50_ms'), 'ms')}"
+      f" / {fmt(ceiling(ceil, 'disk-lat', '2000/s offered', key='p99_ms'), 'ms')} |")
     p(f"| LMDB synced commits/s, 1 put (1 KiB) per txn | {fmt(ceiling(ceil, 'lmdb', '1 puts/txn', key='commits'))} |")
     p(f"| LMDB synced commit p50 / p99 ms, 1 put per txn | {fmt(ceiling(ceil, 'lmdb', '1 puts/txn', key='p50_ms'), 'ms')}"
       f" / {fmt(ceiling(ceil, 'lmdb', '1 puts/txn', key='p99_ms'), 'ms')} |")
@@ -281,8 +316,13 @@ def main():
     target("8 pubs x 100: >= 1x Redis always, redis-benchmark 50 clients", s8, rb)
     lp = sg.get("latency", size, "2000/s offered", "p99")
     dp = ceiling(ceil, "disk", "overwrite", key="p99_ms")
-    target("p99 at 2,000/s <= 3x p99 of one synced 4 KiB write (overwrite)", lp,
+    target("p99 at 2,000/s <= 3x p99 of one synced 4 KiB write (overwrite, back to back)", lp,
            3 * dp if dp else None, higher=False, unit="ms")
+    # The same write at the latency shape's own rate and schedule: back to
+    # back, the disk and CPUs never idle and a slow stretch holds few writes.
+    do = ceiling(ceil, "disk-lat", "2000/s offered", key="p99_ms")
+    target("p99 at 2,000/s <= 3x p99 of one synced 4 KiB write (overwrite, open loop at 2,000/s)",
+           lp, 3 * do if do else None, higher=False, unit="ms")
     lc = ceiling(ceil, "lmdb", "1 puts/txn", key="p99_ms")
     if lc is not None and dp:
         p(f"| (for scale: p99 of a bare LMDB commit of one put, same run) | {fmt(lc, 'ms')} | "
@@ -296,6 +336,7 @@ def main():
     target("stalled member: RSS within 64 MiB of unstalled", delta[0]["median"] if delta else None,
            64, higher=False)
     p("")
+    cpu_budget(sg, peers, size, p)
 
     # Scaling
     for shape, title in (("scale-members", "Scaling: connected members (1 KiB publishes)"),

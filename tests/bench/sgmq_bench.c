@@ -1098,6 +1098,7 @@ typedef struct {
     double rate;
     double broker_cpu;          //  fraction of one core
     double bench_cpu;
+    double machine_cpu;         //  cores busy, every process (bench_util.h)
     uint64_t errors;
     double acks_rate;           //  with members: ACKED/s
 } tput_t;
@@ -1128,12 +1129,14 @@ s_throughput_run (setup_t *s, int publishers, uint32_t window, size_t size,
     uint64_t c0 = atomic_load (&confirms);
     uint64_t a0 = members ? atomic_load (&members->acked) : 0;
     double cpu0 = s_proc_cpu (s->dep->pid), self0 = s_self_cpu ();
+    double machine0 = bench_machine_cpu ();
     int64_t t0 = bench_now_ns ();
     bench_sleep_ns ((int64_t) (opt.duration * 1e9));
     uint64_t c1 = atomic_load (&confirms);
     uint64_t a1 = members ? atomic_load (&members->acked) : 0;
     int64_t t1 = bench_now_ns ();
     double cpu1 = s_proc_cpu (s->dep->pid), self1 = s_self_cpu ();
+    double machine1 = bench_machine_cpu ();
     s_perf_stop (s->dep);
     atomic_store (&phase, PH_STOP);
     tput_t out = { 0 };
@@ -1146,6 +1149,7 @@ s_throughput_run (setup_t *s, int publishers, uint32_t window, size_t size,
     out.acks_rate = (double) (a1 - a0) / secs;
     out.broker_cpu = (cpu1 - cpu0) / secs;
     out.bench_cpu = (self1 - self0) / secs;
+    out.machine_cpu = (machine1 - machine0) / secs;
     if (out.errors)
         s_note ("warning: %llu publishes refused\n", (unsigned long long) out.errors);
     return out;
@@ -1360,6 +1364,7 @@ s_shape_throughput (size_t size)
             s_record ("throughput", size, cases [c].param, "confirmed", "msg/s", t.rate);
             s_record ("throughput", size, cases [c].param, "broker_cpu", "cores", t.broker_cpu);
             s_record ("throughput", size, cases [c].param, "bench_cpu", "cores", t.bench_cpu);
+            s_record ("throughput", size, cases [c].param, "machine_cpu", "cores", t.machine_cpu);
             s_record ("throughput", size, cases [c].param, "broker_peak_rss", "MiB",
                       (double) s_proc_kib (s.dep->pid, "VmHWM:") / 1024);
             s_setup_destroy (&s);
@@ -1436,6 +1441,7 @@ s_shape_fanout (size_t size)
         s_record ("fanout", size, "1 pub -> 10 members", "acked", "deliveries/s", t.acks_rate);
         s_record ("fanout", size, "1 pub -> 10 members", "published", "msg/s", t.rate);
         s_record ("fanout", size, "1 pub -> 10 members", "broker_cpu", "cores", t.broker_cpu);
+        s_record ("fanout", size, "1 pub -> 10 members", "machine_cpu", "cores", t.machine_cpu);
         s_members_stop (members);
         s_members_destroy (&members);
         s_setup_destroy (&s);
