@@ -151,7 +151,8 @@
 //  Pending answers are computed up to this many items.
 #define S_PENDING_MAX       SGMQ_PROTO_MAX_ITEMS
 //  PENDING's cost is bounded: one request looks at this many deliveries at
-//  most (its page then ends early, with `next` to go on); once the requests
+//  most (a message with none counts as one; its page then ends early, with
+//  `next` to go on); once the requests
 //  of a turn have looked at S_PENDING_TURN_SCAN, the rest get 429; a session
 //  has at most S_PENDING_PER_TURN of its requests taken per turn.
 //  (Each item looked at is a body read and decode, about 40 us: a turn's
@@ -2550,10 +2551,16 @@ s_pending_published (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_session_t *se
         uint32_t recipients = record.recipient_count;
         uint32_t r = seq == split_seq ? split_at : 0;
         uint32_t left = r < recipients ? recipients - r : 0;
-        if (scanned && (count + left > limit || scanned + left > S_PENDING_SCAN)) {
+        //  A message with no one to look at (a learning update to groups
+        //  whose only member sent it) was still read: it counts as one,
+        //  or a principal with many such could hold the loop for seconds.
+        size_t cost = left ? left : 1;
+        if (scanned && (count + left > limit || scanned + cost > S_PENDING_SCAN)) {
             next = done;                //  this message goes whole on the next page
             break;
         }
+        if (!left)
+            scanned++;
         //  Copy the names: reading deliveries and the message again for
         //  each recipient replaces `record`'s memory.
         char (*names) [SGMQ_PROTO_MAX_NAME + 1] = calloc (recipients + 1, sizeof *names);

@@ -11,7 +11,8 @@
       deliveries (its page ends early, with `next` to go on, never 0 while
       deliveries are left), and libsgmq pages through to the same whole
       list while another session floods (its wait after a 429 is tested
-      against a fake broker in tests/unit/test_client.c);
+      against a fake broker in tests/unit/test_client.c); a message that
+      reaches nobody counts as looked at too;
     * a deadline far in the future (any uint a publisher may send) does not
       make the broker's loop spin;
     * a publisher that queues far more than the broker holds for one
@@ -523,6 +524,65 @@ test_pending_work_is_bounded (void **state)
     s_cast_destroy (&c);
 }
 
+//  Messages that reach nobody cost PENDING `published` a read each too: a
+//  principal who is the only member of the groups it writes to (here the
+//  updates on a learning alert to its own group, which go to that group
+//  but the sender) must not make one request walk all of them (a hostile
+//  review held the loop for 0.5 s with 150,000, and other sessions waited
+//  14 s under repeated requests).
+static void
+test_pending_counts_messages_to_nobody (void **state)
+{
+    (void) state;
+    e2e_t *e2e = e2e_new ("bounds-nobody", NULL);
+    char *panel = e2e_principal (e2e, "panel.cert", "Rapid Review Panel member",
+                                 "Local Authority", "member", "rapid-review-panel");
+    char *chair = e2e_principal (e2e, "rrwg.cert", "Rapid Review Working Group chair",
+                                 "Local Authority", "member",
+                                 "rapid-review-working-group");
+    assert_int_equal (e2e_start (e2e, NULL), 0);
+    sgmq_client_t *client = e2e_connect (e2e, panel);
+    const char *themes [] = { "neglect" };
+    const char *recommendations [] = { "Record who lives in the home" };
+    const char *groups [] = { "rapid-review-working-group" };
+    sgmq_body_t alert = { .kind = SGMQ_KIND_LEARNING };
+    alert.u.learning.review_type = SGMQ_REVIEW_CSPR;
+    alert.u.learning.review_ref = "CSPR-2";
+    alert.u.learning.title = "Learning for the working group";
+    alert.u.learning.summary = "What the review found.";
+    alert.u.learning.theme = (sgmq_strlist_t) { 1, themes };
+    alert.u.learning.recommendation = (sgmq_strlist_t) { 1, recommendations };
+    alert.u.learning.groups = (sgmq_strlist_t) { 1, groups };
+    sgmq_confirm_t confirm;
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_publish (client, NULL, &alert, &confirm, &error), 0);
+    sgmq_client_destroy (&client);
+    client = e2e_connect (e2e, chair);
+    sgmq_body_t update = { .kind = SGMQ_KIND_LEARNING_UPDATE };
+    update.u.learning_update.alert = confirm.seq;
+    update.u.learning_update.held = SGMQ_HELD_SESSION;
+    const int updates = S_PENDING_SCAN + 500;
+    for (int i = 0; i < updates; i++)
+        assert_int_equal (sgmq_client_publish_send (client, NULL, &update, &error), 0);
+    for (int i = 0; i < updates; i++)
+        assert_int_equal (sgmq_client_publish_wait (client, testutil_ms (S_ANSWER_MS),
+                                                    &confirm, &error), 0);
+    sgmq_client_destroy (&client);
+    //  The chair's 1,500 updates reach nobody: the first page ends after
+    //  S_PENDING_SCAN of them, the second after the rest.
+    s_raw_t *raw = s_raw_new (e2e, chair);
+    static s_list_t list;
+    s_page_all (raw, SGMQ_SCOPE_PUBLISHED, false, 1000, &list);
+    printf ("    %d updates to nobody: %zu items in %zu pages\n", updates, list.count,
+            list.pages);
+    assert_int_equal (list.count, 0);
+    assert_int_equal (list.pages, 2);
+    s_raw_destroy (&raw);
+    e2e_destroy (&e2e);
+    free (panel);
+    free (chair);
+}
+
 //  --------------------------------------------------------------------------
 //  Far deadlines
 
@@ -642,6 +702,7 @@ main (void)
         cmocka_unit_test (test_repeated_acks_free_one_slot),
         cmocka_unit_test (test_pages_lose_nothing),
         cmocka_unit_test (test_pending_work_is_bounded),
+        cmocka_unit_test (test_pending_counts_messages_to_nobody),
         cmocka_unit_test (test_far_deadline_does_not_spin),
         cmocka_unit_test (test_long_replay_outlives_the_session_timeout),
         cmocka_unit_test (test_pipelining_drops_nothing),
