@@ -227,7 +227,9 @@ sgmq_time_format_uk (uint64_t ms, char *buf)
 uint64_t
 sgmq_time_uk_local (uint64_t ms)
 {
-    return ms + s_uk_offset (ms);
+    //  A client may send any uint as a date: the end of time stays there.
+    uint64_t offset = s_uk_offset (ms);
+    return ms > UINT64_MAX - offset ? UINT64_MAX : ms + offset;
 }
 
 int64_t
@@ -291,6 +293,16 @@ s_uk_to_utc (uint64_t local)
     return s_uk_offset (summer) ? summer : local;
 }
 
+//  s_uk_to_utc of `time_of_day` on UK day `day`; UINT64_MAX (never) if
+//  that is past what a uint64 of ms holds, rather than wrapping to 1970.
+static uint64_t
+s_uk_day_to_utc (int64_t day, uint64_t time_of_day)
+{
+    if ((uint64_t) day > (UINT64_MAX - time_of_day) / SGMQ_TIME_MS_PER_DAY)
+        return UINT64_MAX;
+    return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY + time_of_day);
+}
+
 static bool
 s_working_day (int64_t day, const int64_t *holidays, size_t holiday_count)
 {
@@ -305,7 +317,7 @@ sgmq_time_add_working_days (uint64_t from, uint32_t count,
         return from;
     //  Counted on the partnership's calendar: UK dates, not UTC ones (in
     //  summer 00:30 on a Saturday in the UK is 23:30 on Friday in UTC).
-    uint64_t local = from + s_uk_offset (from);
+    uint64_t local = sgmq_time_uk_local (from);
     int64_t day = sgmq_time_day (local);
     uint64_t time_of_day = local % SGMQ_TIME_MS_PER_DAY;
     //  Raised on a weekend or holiday, the count starts from the next
@@ -319,7 +331,7 @@ sgmq_time_add_working_days (uint64_t from, uint32_t count,
         if (s_working_day (day, holidays, holiday_count))
             count--;
     }
-    return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY + time_of_day);
+    return s_uk_day_to_utc (day, time_of_day);
 }
 
 //  The same UK time of day on the UK date `days` on from `from`'s, with
@@ -327,7 +339,7 @@ sgmq_time_add_working_days (uint64_t from, uint32_t count,
 static uint64_t
 s_uk_date_add (uint64_t from, uint32_t years, int32_t days)
 {
-    uint64_t local = from + s_uk_offset (from);
+    uint64_t local = sgmq_time_uk_local (from);
     int64_t y;
     unsigned m, d;
     s_civil_from_days (sgmq_time_day (local), &y, &m, &d);
@@ -337,8 +349,7 @@ s_uk_date_add (uint64_t from, uint32_t years, int32_t days)
     int64_t day = s_days_from_civil (y, m, d) + days;
     if (day < 0)
         return 0;               //  before 1970
-    return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY
-                        + local % SGMQ_TIME_MS_PER_DAY);
+    return s_uk_day_to_utc (day, local % SGMQ_TIME_MS_PER_DAY);
 }
 
 uint64_t
@@ -347,7 +358,7 @@ sgmq_time_in_hours (uint64_t at, int from_hour, int until_hour,
 {
     if (from_hour <= 0 && until_hour >= 24)
         return at;              //  any time, any day
-    uint64_t local = at + s_uk_offset (at);
+    uint64_t local = sgmq_time_uk_local (at);
     int64_t day = sgmq_time_day (local);
     uint64_t hour_ms = 3600 * S_MS_PER_SECOND;
     uint64_t time_of_day = local % SGMQ_TIME_MS_PER_DAY;
@@ -360,7 +371,7 @@ sgmq_time_in_hours (uint64_t at, int from_hour, int until_hour,
     }
     while (!s_working_day (day, holidays, holiday_count))
         day++;
-    return s_uk_to_utc ((uint64_t) day * SGMQ_TIME_MS_PER_DAY + (uint64_t) from_hour * hour_ms);
+    return s_uk_day_to_utc (day, (uint64_t) from_hour * hour_ms);
 }
 
 uint64_t

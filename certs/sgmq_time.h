@@ -50,7 +50,9 @@ char *
     sgmq_time_format_uk (uint64_t ms, char *buf);
 
 //  `ms` on the UK's wall clock, as ms read as if UTC (for UK dates and
-//  months: sgmq_time_day of it is the UK date).
+//  months: sgmq_time_day of it is the UK date); UINT64_MAX past the end of
+//  what a uint64 holds. The functions below that return a time return
+//  UINT64_MAX (never) for one past that end, rather than wrapping.
 uint64_t
     sgmq_time_uk_local (uint64_t ms);
 

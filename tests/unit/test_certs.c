@@ -308,6 +308,38 @@ test_time_adds_calendar_years_and_days (void **state)
     }
 }
 
+//  A publisher may send any uint as a date (respond_by, session_by): what
+//  is computed from one near the end of a uint64 never wraps to 1970 (a
+//  hostile review set respond_by to 2^64-1 with working hours 9-12: the
+//  reminder timer came out in 1970 and fired at once, every working day).
+static void
+test_time_saturates_at_the_end_of_time (void **state)
+{
+    (void) state;
+    assert_int_equal (sgmq_time_uk_local (UINT64_MAX), UINT64_MAX);
+    //  2^64-1 ms is a weekday at 14:25: after hours ending at 12, the next
+    //  working hours are past the end.
+    assert_int_equal (sgmq_time_in_hours (UINT64_MAX, 9, 12, NULL, 0), UINT64_MAX);
+    assert_int_equal (sgmq_time_add_working_days (UINT64_MAX - 1000, 1, NULL, 0),
+                      UINT64_MAX);
+    assert_int_equal (sgmq_time_add_years (UINT64_MAX - 1000, 1), UINT64_MAX);
+    assert_int_equal (sgmq_time_add_days (UINT64_MAX, 1), UINT64_MAX);
+    //  Every hour of the last ten days: working hours never come earlier
+    //  than asked for.
+    uint64_t hour = 3600 * 1000;
+    for (uint64_t back = 0; back < 240; back++) {
+        uint64_t at = UINT64_MAX - back * hour;
+        uint64_t due = sgmq_time_in_hours (at, 9, 12, NULL, 0);
+        if (due < at)
+            fail_msg ("in hours from %llu: %llu, earlier", (unsigned long long) at,
+                      (unsigned long long) due);
+        due = sgmq_time_add_working_days (at, 1, NULL, 0);
+        if (due < at)
+            fail_msg ("a working day on from %llu: %llu, earlier",
+                      (unsigned long long) at, (unsigned long long) due);
+    }
+}
+
 //  --------------------------------------------------------------------------
 //  Key files
 
@@ -816,6 +848,7 @@ main (void)
         cmocka_unit_test (test_time_parses_and_formats_utc_and_uk),
         cmocka_unit_test (test_time_counts_working_days),
         cmocka_unit_test (test_time_adds_calendar_years_and_days),
+        cmocka_unit_test (test_time_saturates_at_the_end_of_time),
         cmocka_unit_test (test_keyfiles_are_private_and_checked),
         cmocka_unit_test (test_secrets_leave_no_copy_in_the_heap),
         cmocka_unit_test (test_cert_round_trip_in_zcert_format),
