@@ -71,6 +71,11 @@
 //  (small frames keep a slow auditor's queue small).
 #define S_REPLAY_PER_TURN   2048
 #define S_REPLAY_MIN_SHARE  64
+//  Messages a replay looks at per item of its share, matching or not: a
+//  query whose filters seldom meet (a group and a kind) skips most of the
+//  index it walks, and without a bound one turn walked it all (a second
+//  or more on a large store, while every other client waited).
+#define S_REPLAY_LOOK       8
 #define S_REPLAY_FRAME      (64 * 1024)
 //  Queued frames per peer in libzmq. In: none bounded (ZMQ_RCVHWM 0).
 //  libzmq 4.3.4 aborts the process (`!_io_error`, stream_engine_base.cpp
@@ -2879,9 +2884,17 @@ s_replay_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
     static char keys [SGMQ_PROTO_MAX_ACKS][SGMQ_CERT_KEY_TEXT + 1];
     int done = 0;
     size_t share = s_stream_share (self);
+    if (iter)
+        sgmq_store_iter_bound (iter, share * S_REPLAY_LOOK);
     for (size_t n = 0; iter && n < share && !done; n++) {
         sgmq_store_record_t record;
         int rc = sgmq_store_iter_next (iter, &record);
+        if (rc == SGMQ_STORE_E_AGAIN) {
+            //  What it looked at did not match: next turn goes on past it.
+            replay->next = sgmq_store_iter_seq (iter) + 1;
+            done = replay->next > query.to_seq;
+            break;
+        }
         if (rc) {
             if (rc != SGMQ_STORE_E_NOT_FOUND)
                 s_log (S_LOG_ERROR, "replay stopped at seq %llu: %s",

@@ -349,6 +349,8 @@ struct _sgmq_store_iter_t {
     size_t group_len, kind_len, sender_len;     //  0: any
     uint8_t tag [S_TAG_MAX];
     size_t tag_len;
+    size_t looked, bound;               //  messages looked at; 0: no bound
+    uint64_t last;                      //  the last seq looked at
 };
 
 //  A parsed message record; every pointer is into the record's bytes.
@@ -589,6 +591,9 @@ sgmq_store_strerror (int rc)
         case SGMQ_STORE_E_BUSY:
             return "the map must grow (or the store reopen) while a read "
                    "transaction of this process is open; end it and retry";
+        case SGMQ_STORE_E_AGAIN:
+            return "the iterator looked at as many messages as it may; go on "
+                   "after the last one";
         default:
             //  mdb_strerror covers MDB_* codes and errno values alike.
             return mdb_strerror (rc);
@@ -2629,6 +2634,8 @@ sgmq_store_iter_next (sgmq_store_iter_t *self, sgmq_store_record_t *record)
         }
     }
     while (self->state != S_ITER_DONE) {
+        if (self->bound && self->looked >= self->bound)
+            return SGMQ_STORE_E_AGAIN;
         MDB_val key, val;
         if (self->positioned) {
             rc = s_cursor_get (txn, self->cursor, &key, &val,
@@ -2649,6 +2656,8 @@ sgmq_store_iter_next (sgmq_store_iter_t *self, sgmq_store_record_t *record)
         uint64_t seq = s_ld64 (seq_val->mv_data);
         if (seq > self->hi)
             break;
+        self->looked++;
+        self->last = seq;
         s_msg_t m;
         if (self->state == S_ITER_TAG) {
             rc = s_msg_lookup (txn, seq, &val, &m);
@@ -2675,6 +2684,20 @@ sgmq_store_iter_next (sgmq_store_iter_t *self, sgmq_store_record_t *record)
     }
     self->state = S_ITER_DONE;
     return SGMQ_STORE_E_NOT_FOUND;
+}
+
+void
+sgmq_store_iter_bound (sgmq_store_iter_t *self, size_t count)
+{
+    assert (self);
+    self->bound = count;
+}
+
+uint64_t
+sgmq_store_iter_seq (const sgmq_store_iter_t *self)
+{
+    assert (self);
+    return self->last;
 }
 
 //  --------------------------------------------------------------------------

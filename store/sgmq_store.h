@@ -87,6 +87,9 @@ typedef enum {
     //  MDB_PANIC), which remaps the file, while a read transaction of this
     //  process is open and points into the map. End it and retry.
     SGMQ_STORE_E_BUSY        = -31011,
+    //  An iterator looked at as many messages as sgmq_store_iter_bound
+    //  allows without finding a match; go on after sgmq_store_iter_seq.
+    SGMQ_STORE_E_AGAIN       = -31012,
 } sgmq_store_status_t;
 
 //  Message for any status above, errno value or MDB_* code. Never NULL.
@@ -266,10 +269,24 @@ sgmq_store_iter_t *
     sgmq_store_iter_new (sgmq_store_txn_t *txn,
                          const sgmq_store_query_t *query);
 
-//  Next match: 0, SGMQ_STORE_E_NOT_FOUND at the end, or an error.
+//  Next match: 0, SGMQ_STORE_E_NOT_FOUND at the end, SGMQ_STORE_E_AGAIN
+//  past the iterator's bound, or an error.
 int __attribute__ ((warn_unused_result))
     sgmq_store_iter_next (sgmq_store_iter_t *self,
                           sgmq_store_record_t *record);
+
+//  Bound the messages the iterator looks at, over all its calls, to
+//  `count` (0, the default: no bound). A query of two filters that seldom
+//  meet (a group and a kind) walks one's index and skips what the other
+//  refuses: unbounded, one call could walk a whole large store. Past the
+//  bound sgmq_store_iter_next returns SGMQ_STORE_E_AGAIN.
+void
+    sgmq_store_iter_bound (sgmq_store_iter_t *self, size_t count);
+
+//  The last seq the iterator looked at, matching or not (0 before the
+//  first): a new iterator from the next seq goes on where it stopped.
+uint64_t
+    sgmq_store_iter_seq (const sgmq_store_iter_t *self);
 
 void
     sgmq_store_iter_destroy (sgmq_store_iter_t **self_p);

@@ -892,6 +892,37 @@ test_iterate_queries (void **state)
                       wanted);
         sgmq_store_iter_destroy (&iter);
         assert_null (iter);
+        //  The same in bounded steps, each new iterator going on after the
+        //  last seq the one before looked at (as the broker's replay does).
+        size_t bound = 1 + s_rand_below (20), again = 0;
+        sgmq_store_query_t part = query;
+        got = 0;
+        for (;;) {
+            iter = sgmq_store_iter_new (txn, &part);
+            sgmq_store_iter_bound (iter, bound);
+            size_t matched = 0;
+            while ((rc = sgmq_store_iter_next (iter, &rec)) == 0) {
+                if (got >= wanted || rec.seq != want [got])
+                    fail_msg ("round %d, bound %zu: got seq %llu, wanted %llu", round,
+                              bound, (unsigned long long) rec.seq,
+                              got < wanted ? (unsigned long long) want [got] : 0);
+                got++;
+                matched++;
+            }
+            uint64_t last = sgmq_store_iter_seq (iter);
+            sgmq_store_iter_destroy (&iter);
+            if (rc == SGMQ_STORE_E_NOT_FOUND)
+                break;
+            CHECK_RC (rc, SGMQ_STORE_E_AGAIN);
+            assert_true (matched <= bound);
+            assert_true (last >= part.from_seq && last <= q.count);
+            part.from_seq = last + 1;
+            again++;
+        }
+        if (got != wanted)
+            fail_msg ("round %d, bound %zu: got %zu results, wanted %zu", round, bound,
+                      got, wanted);
+        assert_true (again > 0 || wanted < bound);
         sgmq_store_read_end (&txn);
     }
     //  NULL query: everything; and a too-long tag is INVALID
