@@ -647,7 +647,11 @@ s_body_json (FILE *out, const sgmq_body_t *body)
     fputc ('}', out);
 }
 
-//  A body as indented "name: value" lines, for people.
+//  Where a body's values start: continuation lines of a text line up there.
+#define S_VALUE_INDENT  "                    "
+
+//  A body as indented "name: value" lines, for people (sgmq_text_write:
+//  the values are publishers' words).
 static void
 s_body_text (FILE *out, const sgmq_body_t *body)
 {
@@ -660,13 +664,19 @@ s_body_text (FILE *out, const sgmq_body_t *body)
                 *p = ' ';
         switch (f->type) {
             case F_TEXT:
-                if (*(const char *const *) at)
-                    fprintf (out, "    %-15s %s\n", label, *(const char *const *) at);
+                if (*(const char *const *) at) {
+                    fprintf (out, "    %-15s ", label);
+                    sgmq_text_write (out, *(const char *const *) at, S_VALUE_INDENT);
+                    fputc ('\n', out);
+                }
                 break;
             case F_LIST: case F_GROUPS: {
                 const sgmq_strlist_t *list = at;
-                for (uint32_t i = 0; i < list->count; i++)
-                    fprintf (out, "    %-15s %s\n", i ? "" : label, list->items [i]);
+                for (uint32_t i = 0; i < list->count; i++) {
+                    fprintf (out, "    %-15s ", i ? "" : label);
+                    sgmq_text_write (out, list->items [i], S_VALUE_INDENT);
+                    fputc ('\n', out);
+                }
                 break;
             }
             case F_TIME: case F_TIME_EOD:
@@ -1314,10 +1324,16 @@ s_show_delivery (const sgmq_delivery_t *d, bool json)
         printf ("}\n");
     }
     else {
-        printf ("[%llu] %s from %s (%s) to ", (unsigned long long) d->seq,
-                sgmq_proto_kind_name (d->kind), d->from, d->agency);
-        for (uint32_t i = 0; i < d->groups.count; i++)
-            printf ("%s%s", i ? ", " : "", d->groups.items [i]);
+        printf ("[%llu] %s from ", (unsigned long long) d->seq,
+                sgmq_proto_kind_name (d->kind));
+        sgmq_text_write (stdout, d->from, "");
+        printf (" (");
+        sgmq_text_write (stdout, d->agency, "");
+        printf (") to ");
+        for (uint32_t i = 0; i < d->groups.count; i++) {
+            printf ("%s", i ? ", " : "");
+            sgmq_text_write (stdout, d->groups.items [i], "");
+        }
         printf (" at ");
         s_print_time (stdout, d->time);
         if (d->attempt > 1)
@@ -1468,11 +1484,12 @@ s_pending_print (const sgmq_pending_item_t *item, void *arg)
         char when [SGMQ_TIME_TEXT_SIZE], due [SGMQ_TIME_TEXT_SIZE];
         sgmq_time_format_uk (item->time, when);
         sgmq_time_format_uk (item->deadline, due);
-        printf ("%6llu  %-15s %-28.28s %-12s %-20s %-20s%s  %s\n",
+        printf ("%6llu  %-15s %-28.28s %-12s %-20s %-20s%s  ",
                 (unsigned long long) item->seq, sgmq_proto_kind_name (item->kind),
                 item->recipient, sgmq_proto_state_name (item->state), when,
-                item->deadline ? due : "-", item->overdue ? " OVERDUE" : "",
-                item->title ? item->title : "");
+                item->deadline ? due : "-", item->overdue ? " OVERDUE" : "");
+        sgmq_text_write (stdout, item->title, "");
+        putchar ('\n');
     }
     return 0;
 }

@@ -554,3 +554,41 @@ sgmq_csv_write_field (FILE *file, const char *text)
     }
     fputc ('"', file);
 }
+
+uint32_t
+sgmq_text_hidden (const char *p, size_t *len)
+{
+    const unsigned char *u = (const unsigned char *) p;
+    if (u [0] == 0xc2 && u [1] >= 0x80 && u [1] <= 0x9f) {
+        *len = 2;
+        return u [1];
+    }
+    if (u [0] == 0xe2 && u [1] && ((u [1] == 0x80 && u [2] >= 0xaa && u [2] <= 0xae)
+                               ||  (u [1] == 0x81 && u [2] >= 0xa6 && u [2] <= 0xa9))) {
+        *len = 3;
+        return 0x2000u + ((uint32_t) (u [1] & 0x3f) << 6) + (u [2] & 0x3f);
+    }
+    return 0;
+}
+
+void
+sgmq_text_write (FILE *file, const char *text, const char *indent)
+{
+    for (const char *p = text ? text : ""; *p; ) {
+        size_t len;
+        uint32_t hidden = sgmq_text_hidden (p, &len);
+        if (hidden) {
+            fprintf (file, "<U+%04X>", hidden);
+            p += len;
+            continue;
+        }
+        if (*p == '\r')
+            fputs ("\\r", file);
+        else {
+            fputc (*p, file);
+            if (*p == '\n')
+                fputs (indent, file);
+        }
+        p++;
+    }
+}

@@ -1,7 +1,7 @@
 /*  =========================================================================
-    sgmq_json - a small strict JSON reader, and JSON string and CSV field
-    writers, for the sgmq command line (`--file` documents in, `--json`
-    lines and CSV out)
+    sgmq_json - a small strict JSON reader, and JSON string, CSV field and
+    text writers, for the sgmq command line (`--file` documents in,
+    `--json` lines, CSV and lines for people out)
 
     Strict RFC 8259: no comments, no trailing commas, no NaN; strings must
     be valid UTF-8 (\u escapes, surrogate pairs included, are decoded);
@@ -63,6 +63,23 @@ void
 //  spreadsheet takes it for a formula (OWASP's advice on CSV injection).
 void
     sgmq_csv_write_field (FILE *file, const char *text);
+
+//  The code point at `p` if it is a character people cannot see but that
+//  changes what they see, with its length in bytes in *len: a C1 control
+//  (U+0080..U+009F: some terminals run them as escape sequences) or a
+//  bidirectional embedding, override or isolate (U+202A..U+202E,
+//  U+2066..U+2069: they reorder the text after them, a title reading
+//  otherwise than it was written). The protocol lets publishers send
+//  them; 0 for any other character.
+uint32_t
+    sgmq_text_hidden (const char *p, size_t *len);
+
+//  Write `text` (NULL: nothing) for people at a terminal: a hidden
+//  character as "<U+202E>", CR as "\r" (it would overwrite the line), and
+//  `indent` after each LF, so that a line of a summary cannot pass for a
+//  line of the output's own.
+void
+    sgmq_text_write (FILE *file, const char *text, const char *indent);
 
 #ifdef __cplusplus
 }

@@ -442,10 +442,20 @@ s_summarise (sgmq_tracker_t *self, s_summary_t *sum)
 //  --------------------------------------------------------------------------
 //  HTML
 
+//  `text` escaped for HTML; a character people cannot see but that changes
+//  what they see (sgmq_text_hidden) shown as "<U+202E>", so that a title
+//  cannot reorder the papers' text around it.
 static void
 s_html (FILE *out, const char *text)
 {
     for (const char *p = text ? text : ""; *p; p++) {
+        size_t len;
+        uint32_t hidden = sgmq_text_hidden (p, &len);
+        if (hidden) {
+            fprintf (out, "&lt;U+%04X&gt;", hidden);
+            p += len - 1;
+            continue;
+        }
         switch (*p) {
             case '&':  fputs ("&amp;", out); break;
             case '<':  fputs ("&lt;", out); break;

@@ -333,6 +333,35 @@ test_publish_listen_ack_pending (void **state)
     s_fixture_destroy (&f);
 }
 
+//  What people read is what was written: a publisher's title with a
+//  right-to-left override, a C1 control (an escape sequence to some
+//  terminals), a CR and a second line in a summary are shown as such in
+//  `listen` and `pending`, not obeyed (a hostile review).
+static void
+test_listen_shows_hidden_characters (void **state)
+{
+    (void) state;
+    s_fixture_t *f = s_fixture ("cli-hidden");
+    const char *doc = "{\"group\": \"exploitation\", \"title\": \"Safe \\u202ekcatta\", "
+                      "\"summary\": \"Line one\\nline two\\r\\u009b31m\", "
+                      "\"severity\": \"high\", \"requested\": \"Help\", "
+                      "\"respond_by\": \"2099-02-01\"}";
+    char *out = s_cli (f, f->police, doc, 0, NULL, "publish", "escalation", "--file", "-");
+    assert_int_equal (strtoull (out, NULL, 10), 1);
+    free (out);
+    out = s_cli (f, f->exec1, NULL, 0, NULL, "pending");
+    assert_non_null (strstr (out, "Safe <U+202E>kcatta\n"));
+    free (out);
+    out = s_cli (f, f->exec1, NULL, 0, NULL, "listen", "--count", "1", "--timeout", "10");
+    assert_non_null (strstr (out, "Safe <U+202E>kcatta\n"));
+    //  The second line lines up under the first, a field's value.
+    assert_non_null (strstr (out, "Line one\n                    line two\\r<U+009B>31m\n"));
+    assert_null (strstr (out, "\xe2\x80\xae"));
+    assert_null (strstr (out, "\r"));
+    free (out);
+    s_fixture_destroy (&f);
+}
+
 static void
 test_replay_and_verify (void **state)
 {
@@ -592,6 +621,7 @@ main (void)
         cmocka_unit_test (test_help_and_usage_errors),
         cmocka_unit_test (test_connection_errors_have_their_codes),
         cmocka_unit_test (test_publish_listen_ack_pending),
+        cmocka_unit_test (test_listen_shows_hidden_characters),
         cmocka_unit_test (test_replay_and_verify),
         cmocka_unit_test (test_listener_carries_on_across_a_restart),
         cmocka_unit_test (test_tracker_figures_on_a_known_history),

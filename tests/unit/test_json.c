@@ -1,6 +1,7 @@
 /*  The command line's output writers: JSON strings that are always valid
     JSON (whatever bytes a name holds), CSV fields that no spreadsheet runs
-    as a formula, and the Escalation Tracker's figures for a period. */
+    as a formula, text for people that shows what a publisher hid in it,
+    and the Escalation Tracker's figures for a period. */
 #include "testutil.h"
 #include "sgmq_json.h"
 #include "sgmq_tracker.h"
@@ -65,6 +66,41 @@ test_csv_fields_are_not_formulas (void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char *out = s_written (sgmq_csv_write_field, cases [i].in);
         assert_string_equal (out, cases [i].out);
+        free (out);
+    }
+}
+
+static void
+s_write_indented (FILE *file, const char *text)
+{
+    sgmq_text_write (file, text, "    ");
+}
+
+//  A title with a right-to-left override reads backwards from there on,
+//  and a C1 control is an escape sequence to some terminals (a hostile
+//  review): shown, not obeyed. Other scripts, and the marks that only set
+//  a direction, pass as they are.
+static void
+test_text_for_people_shows_hidden_characters (void **state)
+{
+    (void) state;
+    const struct { const char *in, *out; } cases [] = {
+        { "Missing from care", "Missing from care" },
+        { "caf\xc3\xa9 \xd8\xb3\xd9\x84\xd8\xa7\xd9\x85", "caf\xc3\xa9 \xd8\xb3\xd9\x84\xd8\xa7\xd9\x85" },
+        { "left\xe2\x80\x8emark", "left\xe2\x80\x8emark" },           //  U+200E LRM
+        { "Invoice \xe2\x80\xae" "fdp.exe", "Invoice <U+202E>fdp.exe" },     //  RLO
+        { "\xe2\x80\xaa\xe2\x80\xac\xe2\x81\xa6\xe2\x81\xa9", "<U+202A><U+202C><U+2066><U+2069>" },
+        { "\xc2\x9b" "31m red", "<U+009B>31m red" },                    //  C1 CSI
+        { "\xc2\x80\xc2\xa0", "<U+0080>\xc2\xa0" },                  //  NBSP is seen
+        { "done\rfrom Police", "done\\rfrom Police" },
+        { "line one\nline two", "line one\n    line two" },
+        { "", "" },
+        { NULL, "" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+        char *out = s_written (s_write_indented, cases [i].in);
+        if (strcmp (out, cases [i].out) != 0)
+            fail_msg ("case %zu: %s", i, out);
         free (out);
     }
 }
@@ -146,6 +182,12 @@ test_tracker_counts_each_deadline_in_its_period (void **state)
                                    "period</th><td>1 of 1 (100%)"));
     assert_null (strstr (html, "(before the period)"));
     free (html);
+    //  A title that would reorder the page around it is shown, escaped.
+    items [1].u.report_escalation.title = "Safe \xe2\x80\xae<b>";
+    html = s_tracker_html (since, until, now, items, 3);
+    assert_non_null (strstr (html, "Safe &lt;U+202E&gt;&lt;b&gt;"));
+    assert_null (strstr (html, "\xe2\x80\xae"));
+    free (html);
 }
 
 int
@@ -154,6 +196,7 @@ main (void)
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_json_strings_are_valid_json),
         cmocka_unit_test (test_csv_fields_are_not_formulas),
+        cmocka_unit_test (test_text_for_people_shows_hidden_characters),
         cmocka_unit_test (test_tracker_counts_each_deadline_in_its_period),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
