@@ -268,6 +268,9 @@ s_uk_switch (int64_t y, unsigned m)
     int64_t last = s_days_from_civil (y, m, s_month_days (y, m));
     //  1970-01-01 was a Thursday: (day + 4) % 7 is 0 on a Sunday.
     int64_t sunday = last - ((last % 7 + 7 + 4) % 7);
+    //  October of the last year a uint64 of ms reaches is past its end.
+    if ((uint64_t) sunday > (UINT64_MAX - 3600 * S_MS_PER_SECOND) / SGMQ_TIME_MS_PER_DAY)
+        return UINT64_MAX;
     return (uint64_t) sunday * SGMQ_TIME_MS_PER_DAY + 3600 * S_MS_PER_SECOND;
 }
 
