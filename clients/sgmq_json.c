@@ -510,9 +510,18 @@ sgmq_json_write_string (FILE *file, const char *text)
     const unsigned char *end = p + strlen (text);
     while (p < end) {
         if (*p >= 0x80) {
+            //  A character that changes what people see, escaped: the
+            //  same string to a JSON reader, shown to one at a terminal.
+            size_t len;
+            uint32_t hidden = sgmq_text_hidden ((const char *) p, &len);
+            if (hidden) {
+                fprintf (file, "\\u%04x", hidden);
+                p += len;
+                continue;
+            }
             //  Valid UTF-8 as it is; any other byte (a file name, say) as
             //  U+FFFD, so that the output is always valid JSON.
-            size_t len = s_utf8_len (p, end);
+            len = s_utf8_len (p, end);
             if (len)
                 fwrite (p, 1, len, file);
             else
@@ -563,7 +572,7 @@ sgmq_text_hidden (const char *p, size_t *len)
         *len = 2;
         return u [1];
     }
-    if (u [0] == 0xe2 && u [1] && ((u [1] == 0x80 && u [2] >= 0xaa && u [2] <= 0xae)
+    if (u [0] == 0xe2 && u [1] && ((u [1] == 0x80 && u [2] >= 0xa8 && u [2] <= 0xae)
                                ||  (u [1] == 0x81 && u [2] >= 0xa6 && u [2] <= 0xa9))) {
         *len = 3;
         return 0x2000u + ((uint32_t) (u [1] & 0x3f) << 6) + (u [2] & 0x3f);

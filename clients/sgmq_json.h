@@ -54,7 +54,8 @@ const char *sgmq_json_key (const sgmq_json_t *self, size_t index);
 const sgmq_json_t *sgmq_json_get (const sgmq_json_t *self, const char *key);
 
 //  Write `text` as a JSON string (quoted, escaped) to `file`. Bytes that
-//  are not valid UTF-8 are written as U+FFFD.
+//  are not valid UTF-8 are written as U+FFFD; the characters of
+//  sgmq_text_hidden as \u escapes (the same string once read).
 void
     sgmq_json_write_string (FILE *file, const char *text);
 
@@ -66,11 +67,13 @@ void
 
 //  The code point at `p` if it is a character people cannot see but that
 //  changes what they see, with its length in bytes in *len: a C1 control
-//  (U+0080..U+009F: some terminals run them as escape sequences) or a
-//  bidirectional embedding, override or isolate (U+202A..U+202E,
+//  (U+0080..U+009F: some terminals run them as escape sequences), a line
+//  or paragraph separator (U+2028, U+2029: a line break to some readers)
+//  or a bidirectional embedding, override or isolate (U+202A..U+202E,
 //  U+2066..U+2069: they reorder the text after them, a title reading
 //  otherwise than it was written). The protocol lets publishers send
-//  them; 0 for any other character.
+//  them; 0 for any other character (the marks U+200E, U+200F and U+061C
+//  pass: they only set a direction, which text in other scripts needs).
 uint32_t
     sgmq_text_hidden (const char *p, size_t *len);
 

@@ -34,6 +34,8 @@ test_json_strings_are_valid_json (void **state)
         { "\xc3", "\"\\ufffd\"" },                                         //  cut short
         { "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },                   //  a surrogate
         { "a\"b\\c\n\x01", "\"a\\\"b\\\\c\\n\\u0001\"" },
+        //  What would change a reader's display, escaped (sgmq_text_hidden)
+        { "Safe \xe2\x80\xae" "kcatta \xc2\x9b" "31m \xe2\x80\xa8", "\"Safe \\u202ekcatta \\u009b31m \\u2028\"" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
         char *out = s_written (sgmq_json_write_string, cases [i].in);
@@ -90,6 +92,7 @@ test_text_for_people_shows_hidden_characters (void **state)
         { "left\xe2\x80\x8emark", "left\xe2\x80\x8emark" },           //  U+200E LRM
         { "Invoice \xe2\x80\xae" "fdp.exe", "Invoice <U+202E>fdp.exe" },     //  RLO
         { "\xe2\x80\xaa\xe2\x80\xac\xe2\x81\xa6\xe2\x81\xa9", "<U+202A><U+202C><U+2066><U+2069>" },
+        { "a\xe2\x80\xa8" "b\xe2\x80\xa9" "c\xe2\x80\xa7", "a<U+2028>b<U+2029>c\xe2\x80\xa7" },
         { "\xc2\x9b" "31m red", "<U+009B>31m red" },                    //  C1 CSI
         { "\xc2\x80\xc2\xa0", "<U+0080>\xc2\xa0" },                  //  NBSP is seen
         { "done\rfrom Police", "done\\rfrom Police" },
