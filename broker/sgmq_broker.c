@@ -2896,9 +2896,12 @@ s_replay_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
             break;
         }
         if (rc) {
-            if (rc != SGMQ_STORE_E_NOT_FOUND)
+            if (rc != SGMQ_STORE_E_NOT_FOUND) {
+                uint64_t at = sgmq_store_iter_seq (iter);
                 s_log (S_LOG_ERROR, "replay stopped at seq %llu: %s",
-                       (unsigned long long) replay->next, sgmq_store_strerror (rc));
+                       (unsigned long long) (at ? at : replay->next),
+                       sgmq_store_strerror (rc));
+            }
             done = 1;
             break;
         }
