@@ -101,15 +101,15 @@ s_escalate_many (s_cast_t *c, int count)
 //  and 4 MiB parked).
 #define S_PIPELINED     12000
 
-//  A learning alert to the Executive from the Rapid Review Working Group,
-//  its sessions due at `due` (0: the broker's defaults).
-static void
-s_publish_learning (s_cast_t *c, uint64_t due)
+//  A learning alert to `group` from the principal of `cert`, its sessions
+//  due at `due` (0: the broker's defaults). Its seq.
+static uint64_t
+s_publish_learning (e2e_t *e2e, const char *cert, const char *group, uint64_t due)
 {
-    sgmq_client_t *rrwg = e2e_connect (c->e2e, c->rrwg);
+    sgmq_client_t *client = e2e_connect (e2e, cert);
     const char *themes [] = { "neglect" };
     const char *recommendations [] = { "Record who lives in the home" };
-    const char *groups [] = { "executive" };
+    const char *groups [] = { group };
     sgmq_body_t body = { .kind = SGMQ_KIND_LEARNING };
     body.u.learning.review_type = SGMQ_REVIEW_CSPR;
     body.u.learning.review_ref = "CSPR-1";
@@ -122,9 +122,10 @@ s_publish_learning (s_cast_t *c, uint64_t due)
     body.u.learning.reflection_by = due;
     sgmq_confirm_t confirm;
     sgmq_error_t error;
-    assert_int_equal (sgmq_client_publish (rrwg, NULL, &body, &confirm, &error), 0);
-    assert_int_equal (sgmq_client_ping (rrwg, &error), 0);
-    sgmq_client_destroy (&rrwg);
+    assert_int_equal (sgmq_client_publish (client, NULL, &body, &confirm, &error), 0);
+    assert_int_equal (sgmq_client_ping (client, &error), 0);
+    sgmq_client_destroy (&client);
+    return confirm.seq;
 }
 
 //  --------------------------------------------------------------------------
@@ -505,7 +506,7 @@ test_pending_work_is_bounded (void **state)
     //  scope all's order: the first page looks at S_PENDING_SCAN
     //  deliveries and finds none, and must say to go on (a second review
     //  found it said "no more").
-    s_publish_learning (c, 0);
+    s_publish_learning (c->e2e, c->rrwg, "executive", 0);
     int64_t deadline = testutil_now_ms () + testutil_ms (S_ANSWER_MS);
     do
         s_page_all (raw, SGMQ_SCOPE_MINE, true, 1000, &list);
@@ -541,25 +542,12 @@ test_pending_counts_messages_to_nobody (void **state)
                                  "Local Authority", "member",
                                  "rapid-review-working-group");
     assert_int_equal (e2e_start (e2e, NULL), 0);
-    sgmq_client_t *client = e2e_connect (e2e, panel);
-    const char *themes [] = { "neglect" };
-    const char *recommendations [] = { "Record who lives in the home" };
-    const char *groups [] = { "rapid-review-working-group" };
-    sgmq_body_t alert = { .kind = SGMQ_KIND_LEARNING };
-    alert.u.learning.review_type = SGMQ_REVIEW_CSPR;
-    alert.u.learning.review_ref = "CSPR-2";
-    alert.u.learning.title = "Learning for the working group";
-    alert.u.learning.summary = "What the review found.";
-    alert.u.learning.theme = (sgmq_strlist_t) { 1, themes };
-    alert.u.learning.recommendation = (sgmq_strlist_t) { 1, recommendations };
-    alert.u.learning.groups = (sgmq_strlist_t) { 1, groups };
+    uint64_t alert = s_publish_learning (e2e, panel, "rapid-review-working-group", 0);
+    sgmq_client_t *client = e2e_connect (e2e, chair);
     sgmq_confirm_t confirm;
     sgmq_error_t error;
-    assert_int_equal (sgmq_client_publish (client, NULL, &alert, &confirm, &error), 0);
-    sgmq_client_destroy (&client);
-    client = e2e_connect (e2e, chair);
     sgmq_body_t update = { .kind = SGMQ_KIND_LEARNING_UPDATE };
-    update.u.learning_update.alert = confirm.seq;
+    update.u.learning_update.alert = alert;
     update.u.learning_update.held = SGMQ_HELD_SESSION;
     const int updates = S_PENDING_SCAN + 500;
     for (int i = 0; i < updates; i++)
@@ -652,7 +640,7 @@ test_far_deadline_does_not_spin (void **state)
 {
     (void) state;
     s_cast_t *c = s_cast_new ("bounds-deadline", 0);
-    s_publish_learning (c, UINT64_MAX);
+    s_publish_learning (c->e2e, c->rrwg, "executive", UINT64_MAX);
     //  The earliest timer is now at the end of time. A loop that took it
     //  for "due" would use a whole core; an idle one sleeps in poll.
     long hz = sysconf (_SC_CLK_TCK);
