@@ -1495,6 +1495,17 @@ s_authorize_publish (sgmq_broker_t *self, sgmq_store_txn_t *txn, s_work_t *work)
                                   "unknown group '%s'", groups->items [i]);
                         return -1;
                     }
+                    //  A set: a name twice would be stored, reported and
+                    //  counted twice, though routed once. (A retry of one
+                    //  stored before this rule is still its duplicate.)
+                    for (uint32_t j = 0; j < i; j++)
+                        if (streq (groups->items [j], groups->items [i])
+                        &&  !s_is_retry (txn, sgmq_principal_name (principal),
+                                         work->cmd->u.publish.ref)) {
+                            s_refuse (work, SGMQ_E_BAD_VALUE, "body.groups",
+                                      "group '%s' is named twice", groups->items [i]);
+                            return -1;
+                        }
                     s_add_group (work, groups->items [i]);
                 }
                 if (s_check_due (txn, work, body->u.learning.session_by, "body.session_by",

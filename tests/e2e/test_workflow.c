@@ -638,6 +638,9 @@ test_each_rule_is_refused_with_its_error (void **state)
     const char *bad_groups [] = { "nowhere" };
     sgmq_body_t bad = s_learning (bad_groups, 1, 0, 0);
     s_expect_refused (rrwg, &bad, SGMQ_E_BAD_VALUE, "unknown group");
+    const char *twice [] = { "exploitation", "executive", "exploitation" };
+    bad = s_learning (twice, 3, 0, 0);
+    s_expect_refused (rrwg, &bad, SGMQ_E_BAD_VALUE, "group 'exploitation' is named twice");
     sgmq_body_t update = { .kind = SGMQ_KIND_LEARNING_UPDATE };
     update.u.learning_update.alert = esc;   //  an escalation, not an alert
     update.u.learning_update.held = SGMQ_HELD_SESSION;
