@@ -24,12 +24,15 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "usage: sgmq-broker --config DIR/sgmq.cfg [--check-config]\n"
+        "usage: sgmq-broker --config DIR/sgmq.cfg [--check-config [--verify]]\n"
         "       sgmq-broker --config DIR/sgmq.cfg --backup DEST\n"
         "       sgmq-broker --version | --help\n"
         "Runs the sgmq broker of the deployment that DIR/sgmq.cfg describes\n"
         "(make one with `sgmq init DIR`). --check-config checks the config,\n"
-        "certificates, key files and store, then exits (0: all good).\n"
+        "certificates, key files and store, then exits (0: all good);\n"
+        "with --verify (the broker stopped) it also walks the whole store:\n"
+        "both hash chains, the acknowledgement records and every signed\n"
+        "checkpoint (slow on a large store; 1: something is broken).\n"
         "--backup copies the store, compacted and consistent, into DEST (new,\n"
         "made mode 0700 in a folder that exists, or empty) while the broker\n"
         "runs or not, and says how to restore it. The keys and certificates\n"
@@ -107,7 +110,7 @@ main (int argc, char *argv [])
     setrlimit (RLIMIT_CORE, &no_core);
     const char *config = NULL;
     const char *backup = NULL;
-    bool check = false;
+    bool check = false, verify = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv [i], "--config") == 0 && i + 1 < argc)
             config = argv [++i];
@@ -117,6 +120,9 @@ main (int argc, char *argv [])
         else
         if (strcmp (argv [i], "--check-config") == 0)
             check = true;
+        else
+        if (strcmp (argv [i], "--verify") == 0)
+            verify = true;
         else
         if (strcmp (argv [i], "--backup") == 0 && i + 1 < argc)
             backup = argv [++i];
@@ -144,6 +150,11 @@ main (int argc, char *argv [])
         s_usage (stderr);
         return S_EXIT_USAGE;
     }
+    if (verify && !check) {
+        fprintf (stderr, "sgmq-broker: --verify goes with --check-config\n");
+        s_usage (stderr);
+        return S_EXIT_USAGE;
+    }
     if (backup && (check || !*backup)) {
         fprintf (stderr, "sgmq-broker: --backup takes a directory and goes "
                  "without --check-config\n");
@@ -161,7 +172,7 @@ main (int argc, char *argv [])
     char error [SGMQ_BROKER_ERROR_SIZE];
     if (check) {
         bool running = false;
-        if (sgmq_broker_check (config, &running, error)) {
+        if (sgmq_broker_check (config, verify, &running, error)) {
             fprintf (stderr, "sgmq-broker: %s\n", error);
             return S_EXIT_FAILED;
         }

@@ -31,10 +31,14 @@ typedef struct _sgmq_broker_t sgmq_broker_t;
 
 //  Check a deployment without starting it: the config, the broker cert,
 //  the key files, the certs directory and the store. If a broker is
-//  running on it, the store is left alone and *running is set. 0, or -1
-//  with a one-line reason naming the file and the problem in `error`.
+//  running on it, the store is left alone and *running is set. With
+//  `verify`, also walk the whole store's message and acknowledgement
+//  chains and check every checkpoint (sgmq_store_verify; printed on
+//  stdout; an error if a broker is running). 0, or -1 with a one-line
+//  reason naming the file and the problem in `error`.
 int
-    sgmq_broker_check (const char *config_path, bool *running, char *error);
+    sgmq_broker_check (const char *config_path, bool verify, bool *running,
+                       char *error);
 
 //  Load the deployment named by `config_path`, open the store, install
 //  the SIGINT/SIGTERM handlers, start the ZAP handler and bind. NULL with

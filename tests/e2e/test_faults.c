@@ -35,6 +35,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <lmdb.h>
 #include <sched.h>
 #include <signal.h>
 #include <sodium.h>
@@ -719,6 +720,88 @@ test_damaged_record_found_by_verify (void **state)
     free (file);
 }
 
+//  An acknowledgement record edited on the disk (who acknowledged when)
+//  leaves the message chain whole: an auditor's verify cannot see it, and
+//  nothing the broker runs at start checks the ack chain. sgmq-broker
+//  --check-config --verify does, naming the broken event (a review forged
+//  and removed acks that every shipped check passed).
+static int
+s_setup_acked (void **state)
+{
+    s_fix_t *f = s_fix_new ("faults-ack");
+    *state = f;
+    assert_int_equal (e2e_start (f->e2e, NULL), 0);
+    sgmq_client_t *police = e2e_connect (f->e2e, f->police);
+    e2e_ledger_t ledger = { 0 };
+    char ref [32];
+    for (int i = 0; i < 3; i++) {
+        s_new_ref (&ledger, ref, sizeof ref);
+        s_send (police, ref);
+    }
+    assert_int_equal (s_collect (police, &ledger), 0);
+    sgmq_client_destroy (&police);
+    e2e_ledger_free (&ledger);
+    sgmq_client_t *exec = e2e_connect (f->e2e, f->exec);
+    sgmq_error_t error;
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        assert_int_equal (sgmq_client_ack (exec, seq, NULL, &error), 0);
+    sgmq_client_destroy (&exec);
+    assert_int_equal (e2e_stop (f->e2e), 0);
+    return 0;
+}
+
+//  `--check-config --verify`'s exit code, with its stdout and stderr.
+static int
+s_verify_store (s_fix_t *f, char **out, char **err)
+{
+    const char *argv [] = { e2e_broker_bin, "--config", f->e2e->config, "--check-config",
+                            "--verify", NULL };
+    return e2e_run (argv, NULL, NULL, out, err, testutil_ms (30000));
+}
+
+static void
+test_forged_ack_found_by_the_store_verify (void **state)
+{
+    s_fix_t *f = *state;
+    char *out = NULL, *err = NULL;
+    assert_int_equal (s_verify_store (f, &out, &err), 0);
+    assert_non_null (strstr (out, "3 messages, 3 acknowledgements"));
+    free (out);
+    free (err);
+    //  Move the first acknowledgement an hour back, as someone with the
+    //  disk (and no key) can: its acked_at (ackd: version, flags, u32
+    //  count, u64 first, u64 last, then u64 acked_at).
+    char *data = s_path (f->e2e->dir, "data");
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *cursor;
+    MDB_val key, val;
+    assert_int_equal (mdb_env_create (&env), 0);
+    assert_int_equal (mdb_env_set_maxdbs (env, 32), 0);
+    assert_int_equal (mdb_env_set_mapsize (env, (size_t) 1 << 30), 0);
+    assert_int_equal (mdb_env_open (env, data, 0, 0600), 0);
+    assert_int_equal (mdb_txn_begin (env, NULL, 0, &txn), 0);
+    assert_int_equal (mdb_dbi_open (txn, "ackd", 0, &dbi), 0);
+    assert_int_equal (mdb_cursor_open (txn, dbi, &cursor), 0);
+    assert_int_equal (mdb_cursor_get (cursor, &key, &val, MDB_FIRST), 0);
+    uint8_t record [512];
+    assert_true (val.mv_size <= sizeof record && val.mv_size > 30);
+    memcpy (record, val.mv_data, val.mv_size);
+    record [27] ^= 0x01;            //  acked_at moves by 2^16 ms
+    MDB_val forged = { val.mv_size, record };
+    assert_int_equal (mdb_cursor_put (cursor, &key, &forged, MDB_CURRENT), 0);
+    mdb_cursor_close (cursor);
+    assert_int_equal (mdb_txn_commit (txn), 0);
+    mdb_env_close (env);
+    free (data);
+    assert_int_equal (s_verify_store (f, &out, &err), 1);
+    fprintf (stderr, "faults: an acknowledgement's time edited: %s", err);
+    assert_non_null (strstr (err, "store verify: "));
+    free (out);
+    free (err);
+}
+
 int
 main (void)
 {
@@ -741,6 +824,8 @@ main (void)
                                          s_setup_history, s_teardown),
         cmocka_unit_test_setup_teardown (test_damaged_record_found_by_verify,
                                          s_setup_history, s_teardown),
+        cmocka_unit_test_setup_teardown (test_forged_ack_found_by_the_store_verify,
+                                         s_setup_acked, s_teardown),
     };
     if (sodium_init () < 0)
         return 1;
