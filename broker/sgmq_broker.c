@@ -3198,10 +3198,22 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
             report->ended = true;
             return 1;
         }
-        if (rc == -1) {         //  unreadable: skip it, the log says which
+        if (rc == -1) {
+            //  Unreadable (a damaged or edited store). Skipped, it left a
+            //  critical escalation out of a report that looked whole (a
+            //  tamper review): end the report with an error naming it.
             s_log (S_LOG_ERROR, "report: cannot read message %llu", (unsigned long long) seq);
-            report->next = seq + 1;
-            continue;
+            char reason [SGMQ_PROTO_MAX_REASON];
+            snprintf (reason, sizeof reason, "message %llu cannot be read from the "
+                      "store: the report would leave it out (verify the store; see "
+                      "the broker's log)", (unsigned long long) seq);
+            sgmq_cmd_t error = { .cmd = SGMQ_CMD_ERROR, .id = report->request };
+            error.u.error.code = SGMQ_E_INTERNAL;
+            error.u.error.reason = reason;
+            if (s_stream_write (self, session, &error) == -1)
+                return 0;
+            report->ended = true;
+            return 1;
         }
         if (rc || (report->until && time > report->until)) {
             //  This phase is over: the learning alerts of the period next.

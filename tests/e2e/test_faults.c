@@ -750,6 +750,44 @@ s_setup_acked (void **state)
     return 0;
 }
 
+//  Flip a bit of byte `at` (from the end if negative) of the record of
+//  big-endian u64 key `seq` (0: the first record) in the stopped broker's
+//  named database `db`, as someone with the store's files can.
+static void
+s_flip_byte (s_fix_t *f, const char *db, uint64_t seq, long at)
+{
+    char *data = s_path (f->e2e->dir, "data");
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *cursor;
+    uint8_t seq_be [8];
+    for (int i = 0; i < 8; i++)
+        seq_be [i] = (uint8_t) (seq >> (56 - 8 * i));
+    MDB_val key = { sizeof seq_be, seq_be }, val;
+    assert_int_equal (mdb_env_create (&env), 0);
+    assert_int_equal (mdb_env_set_maxdbs (env, 32), 0);
+    assert_int_equal (mdb_env_set_mapsize (env, (size_t) 1 << 30), 0);
+    assert_int_equal (mdb_env_open (env, data, 0, 0600), 0);
+    assert_int_equal (mdb_txn_begin (env, NULL, 0, &txn), 0);
+    assert_int_equal (mdb_dbi_open (txn, db, 0, &dbi), 0);
+    assert_int_equal (mdb_cursor_open (txn, dbi, &cursor), 0);
+    assert_int_equal (mdb_cursor_get (cursor, &key, &val, seq ? MDB_SET : MDB_FIRST), 0);
+    uint8_t *record = malloc (val.mv_size);
+    assert_non_null (record);
+    memcpy (record, val.mv_data, val.mv_size);
+    size_t offset = at < 0 ? val.mv_size - (size_t) -at : (size_t) at;
+    assert_true (offset < val.mv_size);
+    record [offset] ^= 0x01;
+    MDB_val edited = { val.mv_size, record };
+    assert_int_equal (mdb_cursor_put (cursor, &key, &edited, MDB_CURRENT), 0);
+    mdb_cursor_close (cursor);
+    assert_int_equal (mdb_txn_commit (txn), 0);
+    mdb_env_close (env);
+    free (record);
+    free (data);
+}
+
 //  `--check-config --verify`'s exit code, with its stdout and stderr.
 static int
 s_verify_store (s_fix_t *f, char **out, char **err)
@@ -768,38 +806,38 @@ test_forged_ack_found_by_the_store_verify (void **state)
     assert_non_null (strstr (out, "3 messages, 3 acknowledgements"));
     free (out);
     free (err);
-    //  Move the first acknowledgement an hour back, as someone with the
+    //  Move the first acknowledgement back in time, as someone with the
     //  disk (and no key) can: its acked_at (ackd: version, flags, u32
-    //  count, u64 first, u64 last, then u64 acked_at).
-    char *data = s_path (f->e2e->dir, "data");
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    MDB_cursor *cursor;
-    MDB_val key, val;
-    assert_int_equal (mdb_env_create (&env), 0);
-    assert_int_equal (mdb_env_set_maxdbs (env, 32), 0);
-    assert_int_equal (mdb_env_set_mapsize (env, (size_t) 1 << 30), 0);
-    assert_int_equal (mdb_env_open (env, data, 0, 0600), 0);
-    assert_int_equal (mdb_txn_begin (env, NULL, 0, &txn), 0);
-    assert_int_equal (mdb_dbi_open (txn, "ackd", 0, &dbi), 0);
-    assert_int_equal (mdb_cursor_open (txn, dbi, &cursor), 0);
-    assert_int_equal (mdb_cursor_get (cursor, &key, &val, MDB_FIRST), 0);
-    uint8_t record [512];
-    assert_true (val.mv_size <= sizeof record && val.mv_size > 30);
-    memcpy (record, val.mv_data, val.mv_size);
-    record [27] ^= 0x01;            //  acked_at moves by 2^16 ms
-    MDB_val forged = { val.mv_size, record };
-    assert_int_equal (mdb_cursor_put (cursor, &key, &forged, MDB_CURRENT), 0);
-    mdb_cursor_close (cursor);
-    assert_int_equal (mdb_txn_commit (txn), 0);
-    mdb_env_close (env);
-    free (data);
+    //  count, u64 first, u64 last, then u64 acked_at; byte 27 moves it by
+    //  2^16 ms).
+    s_flip_byte (f, "ackd", 0, 27);
     assert_int_equal (s_verify_store (f, &out, &err), 1);
     fprintf (stderr, "faults: an acknowledgement's time edited: %s", err);
     assert_non_null (strstr (err, "store verify: "));
     free (out);
     free (err);
+}
+
+//  A message whose sealed body no longer opens (a bit flipped in its
+//  MAC) was left out of the Escalation Tracker with only a log line, the
+//  report looking whole (a tamper review): the report now fails, naming
+//  it, and `sgmq tracker` exits non-zero.
+static void
+test_unreadable_escalation_fails_the_report (void **state)
+{
+    s_fix_t *f = *state;
+    s_flip_byte (f, "msgs", 2, -1);
+    assert_int_equal (e2e_start (f->e2e, NULL), 0);
+    char *out = NULL, *err = NULL, *html = s_path (f->e2e->dir, "tracker.html");
+    int code = e2e_cli (f->e2e, f->exec, NULL, &out, &err, "tracker", "--out", html,
+                        NULL);
+    fprintf (stderr, "faults: tracker with message 2 unreadable: exit %d: %s", code, err);
+    assert_int_not_equal (code, 0);
+    assert_non_null (strstr (err, "message 2 cannot be read from the store"));
+    free (html);
+    free (err);
+    free (out);
+    assert_int_equal (e2e_stop (f->e2e), 0);
 }
 
 int
@@ -825,6 +863,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_damaged_record_found_by_verify,
                                          s_setup_history, s_teardown),
         cmocka_unit_test_setup_teardown (test_forged_ack_found_by_the_store_verify,
+                                         s_setup_acked, s_teardown),
+        cmocka_unit_test_setup_teardown (test_unreadable_escalation_fails_the_report,
                                          s_setup_acked, s_teardown),
     };
     if (sodium_init () < 0)
