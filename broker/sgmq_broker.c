@@ -3045,7 +3045,7 @@ s_report_start (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd
 //  cannot be read (it is skipped).
 static int
 s_report_escalation (sgmq_broker_t *self, sgmq_store_txn_t *txn,
-                     const sgmq_store_escalation_t *e, sgmq_cmd_t *item)
+                     const sgmq_store_escalation_t *e, sgmq_cmd_t *item, char *why)
 {
     //  Strings copied out: each store read and body decode below reuses
     //  the memory of the one before.
@@ -3056,8 +3056,21 @@ s_report_escalation (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     sgmq_proto_error_t error;
     if (sgmq_store_get (txn, e->seq, &record)
     ||  sgmq_proto_decode_body (self->body_frame, SGMQ_KIND_ESCALATION, record.body,
-                                record.body_size, &body, &error))
+                                record.body_size, &body, &error)) {
+        snprintf (why, SGMQ_PROTO_MAX_REASON, "message %llu cannot be read from the "
+                  "store", (unsigned long long) e->seq);
         return -1;
+    }
+    //  The tracking record is in no chain; what the escalation's own
+    //  message says is. Where both say something, they must agree.
+    if (strcmp (e->group, body.u.escalation.group) != 0
+    ||  e->respond_by != body.u.escalation.respond_by
+    ||  (e->status == SGMQ_STORE_ESC_RESPONDED) != (e->response_seq != 0)) {
+        snprintf (why, SGMQ_PROTO_MAX_REASON, "the tracking record of escalation %llu "
+                  "does not match its message (group, date to respond by or status)",
+                  (unsigned long long) e->seq);
+        return -1;
+    }
     s_copy (from, sizeof from, record.sender);
     s_copy (title, sizeof title, body.u.escalation.title);
     memset (item, 0, sizeof *item);
@@ -3082,10 +3095,20 @@ s_report_escalation (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     item->u.report_escalation.overdue_response =
         (e->overdue & SGMQ_STORE_OVERDUE_RESPONSE) != 0;
     item->u.report_escalation.reminders = e->reminders;
-    if (e->response_seq
-    &&  sgmq_store_get (txn, e->response_seq, &record) == 0
-    &&  sgmq_proto_decode_body (self->body_frame, SGMQ_KIND_RESPONSE, record.body,
-                                record.body_size, &body, &error) == 0) {
+    if (e->response_seq) {
+        //  The decision shown must be a response to this escalation.
+        if (sgmq_store_get (txn, e->response_seq, &record)
+        ||  strcmp (record.kind, "response") != 0
+        ||  sgmq_proto_decode_body (self->body_frame, SGMQ_KIND_RESPONSE, record.body,
+                                    record.body_size, &body, &error)
+        ||  body.u.response.to != e->seq
+        ||  e->responded_at > record.time) {
+            snprintf (why, SGMQ_PROTO_MAX_REASON, "the tracking record of escalation "
+                      "%llu names message %llu as its response, which is not one to "
+                      "it (or cannot be read)", (unsigned long long) e->seq,
+                      (unsigned long long) e->response_seq);
+            return -1;
+        }
         s_copy (decision, sizeof decision, body.u.response.decision);
         s_copy (summary, sizeof summary, body.u.response.summary);
         item->u.report_escalation.decision = decision;
@@ -3097,7 +3120,7 @@ s_report_escalation (sgmq_broker_t *self, sgmq_store_txn_t *txn,
 //  The learning item for tracking record `l`; -1 if unreadable.
 static int
 s_report_learning (sgmq_broker_t *self, sgmq_store_txn_t *txn,
-                   const sgmq_store_learning_t *l, sgmq_cmd_t *item)
+                   const sgmq_store_learning_t *l, sgmq_cmd_t *item, char *why)
 {
     static sgmq_recipient_t recipients [SGMQ_PROTO_MAX_ACKS];
     sgmq_store_record_t record;
@@ -3105,8 +3128,11 @@ s_report_learning (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     sgmq_proto_error_t error;
     if (sgmq_store_get (txn, l->seq, &record)
     ||  sgmq_proto_decode_body (self->body_frame, SGMQ_KIND_LEARNING, record.body,
-                                record.body_size, &body, &error))
+                                record.body_size, &body, &error)) {
+        snprintf (why, SGMQ_PROTO_MAX_REASON, "message %llu cannot be read from the "
+                  "store", (unsigned long long) l->seq);
         return -1;
+    }
     memset (item, 0, sizeof *item);
     item->cmd = SGMQ_CMD_REPORT_LEARNING;
     item->u.report_learning.seq = l->seq;
@@ -3149,6 +3175,7 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
     size_t share = s_stream_share (self);
     for (size_t n = 0; n < share; n++) {
         sgmq_cmd_t item;
+        char why [SGMQ_PROTO_MAX_REASON] = "";
         //  Out here: the item points into e (group, acked_by) until it is
         //  written below.
         sgmq_store_escalation_t e;
@@ -3165,7 +3192,7 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
                 seq = e.seq;
                 time = e.raised;
                 if (!(report->until && time > report->until)
-                &&  s_report_escalation (self, txn, &e, &item))
+                &&  s_report_escalation (self, txn, &e, &item, why))
                     rc = -1;
             }
         }
@@ -3180,7 +3207,7 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
             }
             if (rc == 0) {
                 seq = l.seq;
-                if (s_report_learning (self, txn, &l, &item))
+                if (s_report_learning (self, txn, &l, &item, why))
                     rc = -1;
                 else
                     time = item.u.report_learning.time;
@@ -3199,14 +3226,16 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
             return 1;
         }
         if (rc == -1) {
-            //  Unreadable (a damaged or edited store). Skipped, it left a
-            //  critical escalation out of a report that looked whole (a
-            //  tamper review): end the report with an error naming it.
-            s_log (S_LOG_ERROR, "report: cannot read message %llu", (unsigned long long) seq);
-            char reason [SGMQ_PROTO_MAX_REASON];
-            snprintf (reason, sizeof reason, "message %llu cannot be read from the "
-                      "store: the report would leave it out (verify the store; see "
-                      "the broker's log)", (unsigned long long) seq);
+            //  Unreadable or contradicted by the chain (a damaged or edited
+            //  store). Skipped, it left a critical escalation out of a
+            //  report that looked whole; shown, it would say what an edit
+            //  made it say (a tamper review): end the report with an error
+            //  naming it.
+            s_log (S_LOG_ERROR, "report: %s", why);
+            char reason [SGMQ_PROTO_MAX_REASON + 80];
+            snprintf (reason, sizeof reason, "%s: the report stops here (verify the "
+                      "store; see the broker's log)", why);
+            reason [SGMQ_PROTO_MAX_REASON - 1] = 0;     //  what ERROR carries
             sgmq_cmd_t error = { .cmd = SGMQ_CMD_ERROR, .id = report->request };
             error.u.error.code = SGMQ_E_INTERNAL;
             error.u.error.reason = reason;

@@ -818,6 +818,18 @@ test_forged_ack_found_by_the_store_verify (void **state)
     free (err);
 }
 
+//  `sgmq tracker` as the Executive member: its exit code and stderr.
+static int
+s_tracker (s_fix_t *f, char **err)
+{
+    char *out = NULL, *html = s_path (f->e2e->dir, "tracker.html");
+    int code = e2e_cli (f->e2e, f->exec, NULL, &out, err, "tracker", "--out", html,
+                        NULL);
+    free (html);
+    free (out);
+    return code;
+}
+
 //  A message whose sealed body no longer opens (a bit flipped in its
 //  MAC) was left out of the Escalation Tracker with only a log line, the
 //  report looking whole (a tamper review): the report now fails, naming
@@ -828,15 +840,61 @@ test_unreadable_escalation_fails_the_report (void **state)
     s_fix_t *f = *state;
     s_flip_byte (f, "msgs", 2, -1);
     assert_int_equal (e2e_start (f->e2e, NULL), 0);
-    char *out = NULL, *err = NULL, *html = s_path (f->e2e->dir, "tracker.html");
-    int code = e2e_cli (f->e2e, f->exec, NULL, &out, &err, "tracker", "--out", html,
-                        NULL);
+    char *err = NULL;
+    int code = s_tracker (f, &err);
     fprintf (stderr, "faults: tracker with message 2 unreadable: exit %d: %s", code, err);
     assert_int_not_equal (code, 0);
     assert_non_null (strstr (err, "message 2 cannot be read from the store"));
-    free (html);
     free (err);
-    free (out);
+    assert_int_equal (e2e_stop (f->e2e), 0);
+}
+
+//  The tracking records are in no chain, but the messages they describe
+//  are: a date to respond by moved, or another message made an
+//  escalation's response, on the disk (a tamper review set a critical
+//  escalation "responded: Approved" with another's response) ends the
+//  report with an error naming it instead of reaching the papers.
+static void
+test_edited_tracking_record_fails_the_report (void **state)
+{
+    s_fix_t *f = *state;
+    assert_int_equal (e2e_start (f->e2e, NULL), 0);
+    sgmq_client_t *exec = e2e_connect (f->e2e, f->exec);
+    static const char *actions [] = { "Circulate the protocol" };
+    sgmq_body_t response = { .kind = SGMQ_KIND_RESPONSE };
+    response.u.response.to = 1;
+    response.u.response.decision = "Agreed";
+    response.u.response.summary = "The Executive agrees the protocol.";
+    response.u.response.action = (sgmq_strlist_t) { 1, actions };
+    sgmq_confirm_t confirm;
+    sgmq_error_t error;
+    assert_int_equal (sgmq_client_publish (exec, NULL, &response, &confirm, &error), 0);
+    assert_int_equal (confirm.seq, 4);
+    sgmq_client_destroy (&exec);
+    char *err = NULL;
+    assert_int_equal (s_tracker (f, &err), 0);
+    free (err);
+    assert_int_equal (e2e_stop (f->e2e), 0);
+
+    //  esc: version, status, u32 overdue, then u64 raised, ack_by,
+    //  respond_by (bytes 22-29), acked_at, responded_at, response_seq
+    //  (bytes 46-53), ...
+    s_flip_byte (f, "esc", 2, 27);
+    assert_int_equal (e2e_start (f->e2e, NULL), 0);
+    int code = s_tracker (f, &err);
+    fprintf (stderr, "faults: escalation 2's date moved: exit %d: %s", code, err);
+    assert_int_not_equal (code, 0);
+    assert_non_null (strstr (err, "tracking record of escalation 2 does not match"));
+    free (err);
+    assert_int_equal (e2e_stop (f->e2e), 0);
+    s_flip_byte (f, "esc", 2, 27);          //  back as it was
+    s_flip_byte (f, "esc", 1, 53);          //  response 4 -> message 5
+    assert_int_equal (e2e_start (f->e2e, NULL), 0);
+    code = s_tracker (f, &err);
+    fprintf (stderr, "faults: escalation 1's response moved: exit %d: %s", code, err);
+    assert_int_not_equal (code, 0);
+    assert_non_null (strstr (err, "escalation 1 names message 5 as its response"));
+    free (err);
     assert_int_equal (e2e_stop (f->e2e), 0);
 }
 
@@ -865,6 +923,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_forged_ack_found_by_the_store_verify,
                                          s_setup_acked, s_teardown),
         cmocka_unit_test_setup_teardown (test_unreadable_escalation_fails_the_report,
+                                         s_setup_acked, s_teardown),
+        cmocka_unit_test_setup_teardown (test_edited_tracking_record_fails_the_report,
                                          s_setup_acked, s_teardown),
     };
     if (sodium_init () < 0)
