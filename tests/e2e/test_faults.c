@@ -830,6 +830,20 @@ s_tracker (s_fix_t *f, char **err)
     return code;
 }
 
+//  With the store as it now is, the broker's report fails, saying `says`.
+static void
+s_expect_report_fails (s_fix_t *f, const char *what, const char *says)
+{
+    assert_int_equal (e2e_start (f->e2e, NULL), 0);
+    char *err = NULL;
+    int code = s_tracker (f, &err);
+    fprintf (stderr, "faults: %s: tracker exit %d: %s", what, code, err);
+    assert_int_not_equal (code, 0);
+    assert_non_null (strstr (err, says));
+    free (err);
+    assert_int_equal (e2e_stop (f->e2e), 0);
+}
+
 //  A message whose sealed body no longer opens (a bit flipped in its
 //  MAC) was left out of the Escalation Tracker with only a log line, the
 //  report looking whole (a tamper review): the report now fails, naming
@@ -839,14 +853,8 @@ test_unreadable_escalation_fails_the_report (void **state)
 {
     s_fix_t *f = *state;
     s_flip_byte (f, "msgs", 2, -1);
-    assert_int_equal (e2e_start (f->e2e, NULL), 0);
-    char *err = NULL;
-    int code = s_tracker (f, &err);
-    fprintf (stderr, "faults: tracker with message 2 unreadable: exit %d: %s", code, err);
-    assert_int_not_equal (code, 0);
-    assert_non_null (strstr (err, "message 2 cannot be read from the store"));
-    free (err);
-    assert_int_equal (e2e_stop (f->e2e), 0);
+    s_expect_report_fails (f, "message 2 unreadable",
+                           "message 2 cannot be read from the store");
 }
 
 //  The tracking records are in no chain, but the messages they describe
@@ -880,22 +888,12 @@ test_edited_tracking_record_fails_the_report (void **state)
     //  respond_by (bytes 22-29), acked_at, responded_at, response_seq
     //  (bytes 46-53), ...
     s_flip_byte (f, "esc", 2, 27);
-    assert_int_equal (e2e_start (f->e2e, NULL), 0);
-    int code = s_tracker (f, &err);
-    fprintf (stderr, "faults: escalation 2's date moved: exit %d: %s", code, err);
-    assert_int_not_equal (code, 0);
-    assert_non_null (strstr (err, "tracking record of escalation 2 does not match"));
-    free (err);
-    assert_int_equal (e2e_stop (f->e2e), 0);
+    s_expect_report_fails (f, "escalation 2's date moved",
+                           "tracking record of escalation 2 does not match");
     s_flip_byte (f, "esc", 2, 27);          //  back as it was
     s_flip_byte (f, "esc", 1, 53);          //  response 4 -> message 5
-    assert_int_equal (e2e_start (f->e2e, NULL), 0);
-    code = s_tracker (f, &err);
-    fprintf (stderr, "faults: escalation 1's response moved: exit %d: %s", code, err);
-    assert_int_not_equal (code, 0);
-    assert_non_null (strstr (err, "escalation 1 names message 5 as its response"));
-    free (err);
-    assert_int_equal (e2e_stop (f->e2e), 0);
+    s_expect_report_fails (f, "escalation 1's response moved",
+                           "escalation 1 names message 5 as its response");
 }
 
 int
