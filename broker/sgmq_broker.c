@@ -157,9 +157,9 @@
 #define S_PENDING_MAX       SGMQ_PROTO_MAX_ITEMS
 //  PENDING's cost is bounded: one request looks at this many deliveries at
 //  most (a message with none counts as one; its page then ends early, with
-//  `next` to go on); once the requests
-//  of a turn have looked at S_PENDING_TURN_SCAN, the rest get 429; a session
-//  has at most S_PENDING_PER_TURN of its requests taken per turn.
+//  `next` to go on); once the requests of a turn have looked at
+//  S_PENDING_TURN_SCAN, the rest get 429; a session has at most
+//  S_PENDING_PER_TURN of its requests taken per turn.
 //  (Each item looked at is a body read and decode, about 40 us: a turn's
 //  PENDING work stays under about 100 ms, however many sessions ask.)
 #define S_PENDING_SCAN      1000
@@ -3041,8 +3041,9 @@ s_report_start (sgmq_broker_t *self, s_session_t *session, const sgmq_cmd_t *cmd
     self->replays++;
 }
 
-//  The escalation item for tracking record `e`. 0, or -1 if its message
-//  cannot be read (it is skipped).
+//  The escalation item for tracking record `e`. 0, or -1 with `why`
+//  (SGMQ_PROTO_MAX_REASON bytes) if its message cannot be read or
+//  contradicts the record (the report then ends with an error).
 static int
 s_report_escalation (sgmq_broker_t *self, sgmq_store_txn_t *txn,
                      const sgmq_store_escalation_t *e, sgmq_cmd_t *item, char *why)
@@ -3117,7 +3118,8 @@ s_report_escalation (sgmq_broker_t *self, sgmq_store_txn_t *txn,
     return 0;
 }
 
-//  The learning item for tracking record `l`; -1 if unreadable.
+//  The learning item for tracking record `l`; -1 with `why` if its
+//  message cannot be read.
 static int
 s_report_learning (sgmq_broker_t *self, sgmq_store_txn_t *txn,
                    const sgmq_store_learning_t *l, sgmq_cmd_t *item, char *why)
@@ -3175,7 +3177,7 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
     size_t share = s_stream_share (self);
     for (size_t n = 0; n < share; n++) {
         sgmq_cmd_t item;
-        char why [SGMQ_PROTO_MAX_REASON] = "";
+        char why [SGMQ_PROTO_MAX_REASON];      //  set where rc becomes -1
         //  Out here: the item points into e (group, acked_by) until it is
         //  written below.
         sgmq_store_escalation_t e;
@@ -3232,10 +3234,9 @@ s_report_items (sgmq_broker_t *self, s_session_t *session, sgmq_store_txn_t *txn
             //  made it say (a tamper review): end the report with an error
             //  naming it.
             s_log (S_LOG_ERROR, "report: %s", why);
-            char reason [SGMQ_PROTO_MAX_REASON + 80];
-            snprintf (reason, sizeof reason, "%s: the report stops here (verify the "
-                      "store; see the broker's log)", why);
-            reason [SGMQ_PROTO_MAX_REASON - 1] = 0;     //  what ERROR carries
+            char reason [SGMQ_PROTO_MAX_REASON];
+            snprintf (reason, sizeof reason, "%.180s: the report stops here (verify "
+                      "the store; see the broker's log)", why);
             sgmq_cmd_t error = { .cmd = SGMQ_CMD_ERROR, .id = report->request };
             error.u.error.code = SGMQ_E_INTERNAL;
             error.u.error.reason = reason;
